@@ -1,0 +1,76 @@
+"""Regenerate gen/ from greet.proto with the pinned betterproto2 compiler, or check that it is current.
+
+Usage: python tools/gen.py          rewrite gen/
+       python tools/gen.py --check  exit 1 and print a diff when gen/ differs from a fresh generation
+
+The plugin (protoc-gen-python_betterproto2) and grpc_tools' protoc are dev dependencies only
+(pyproject.toml [dev]); nothing here runs at server run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO = "greet.proto"
+OPTIONS = "server_generation=async,client_generation=async"
+
+
+def generate(out_dir: Path) -> None:
+    """Run protoc with the betterproto2 plugin found next to this interpreter."""
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    subprocess.run(
+        [
+            sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}",
+            f"--python_betterproto2_out={out_dir}",
+            f"--python_betterproto2_opt={OPTIONS}",
+            str(ROOT / PROTO),
+        ],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )
+
+
+def tree(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): p.read_text()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="diff instead of writing")
+    args = parser.parse_args()
+    target = ROOT / "gen"
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        generate(fresh)
+        if not args.check:
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(fresh, target)
+            print(f"wrote {target}")
+            return 0
+        old, new = tree(target), tree(fresh)
+        diff = [
+            line
+            for name in sorted(old.keys() | new.keys())
+            for line in difflib.unified_diff(
+                old.get(name, "").splitlines(True), new.get(name, "").splitlines(True),
+                f"gen/{name} (committed)", f"gen/{name} (generated)",
+            )
+        ]
+        sys.stdout.writelines(diff)
+        return 1 if diff else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
