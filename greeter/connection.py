@@ -1,0 +1,502 @@
+"""The sans-IO gRPC server connection: HTTP/2 bytes in, gRPC events out; commands in, bytes out.
+
+Layer: sans-IO core. No asyncio, no sockets, no threads, no clocks: the driver feeds received
+bytes to `receive_data`, reacts to the returned events, issues commands (`send_message`,
+`send_trailers`, ...) and writes whatever `data_to_send` returns. Deadlines and scheduling belong
+to the driver (greeter.server); every protocol rule belongs here or in the pure modules it calls.
+
+Spec: gRPC doc/PROTOCOL-HTTP2.md over RFC 9113, on top of h2's frame and stream state machine.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from grpclib.const import Status
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+
+from greeter import compression, headers
+from greeter.events import (
+    ConnectionTerminated,
+    Event,
+    MessageReceived,
+    Metadata,
+    RequestEnded,
+    RequestReceived,
+    RequestRejected,
+    RpcAborted,
+    SendUnblocked,
+    ShutdownAcknowledged,
+    StreamReset,
+)
+from greeter.framing import FramingError, MessageDecoder, MessageTooLargeError
+
+MAX_STREAM_ID = 2**31 - 1
+SHUTDOWN_PING = b"greeter\x00"
+# Messages up to this size are sent as one bytes object (prefix copied in front); larger ones
+# are queued as prefix + memoryview so that a multi-megabyte payload is never copied whole.
+COALESCE_LIMIT = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Protocol limits of one connection; each is also a documented server setting."""
+
+    max_receive_message_size: int = 4 * 1024 * 1024
+    """Largest request message (after decompression) accepted; above it, RESOURCE_EXHAUSTED."""
+    max_concurrent_streams: int = 100
+    """Advertised SETTINGS_MAX_CONCURRENT_STREAMS; streams above it get RST_STREAM(REFUSED_STREAM)."""
+    max_header_list_size: int = 16 * 1024
+    """Advertised and enforced SETTINGS_MAX_HEADER_LIST_SIZE (C-core: 8 KiB soft, 16 KiB hard)."""
+    initial_window_size: int = 1024 * 1024
+    """Per-stream receive window; generous so large messages need few WINDOW_UPDATE round trips."""
+    connection_window_size: int = 2 * 1024 * 1024
+    """Connection receive window (RFC 9113 §6.9.2 starts it at 65,535; we open it at once)."""
+
+
+class StreamGoneError(Exception):
+    """A command named a stream that is no longer open (reset, finished or never started)."""
+
+
+class _LimitCheckedPerStream(h2.settings.Settings):
+    """Local settings whose stream limit h2 does not enforce itself.
+
+    h2 turns a HEADERS frame over SETTINGS_MAX_CONCURRENT_STREAMS into a connection error, tearing
+    down every RPC on the connection. RFC 9113 §5.1.2 lets a server refuse just that stream with
+    REFUSED_STREAM, which tells the client it may retry; the core counts streams and does that.
+    The advertised value (what h2 serialises into SETTINGS) is unchanged.
+    """
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return MAX_STREAM_ID
+
+
+class _Stream:
+    """Per-RPC state the core keeps between events."""
+
+    __slots__ = (
+        "closing",
+        "decoder",
+        "encoding",
+        "headers_sent",
+        "outbound",
+        "request_ended",
+        "stream_id",
+        "trailers",
+        "unconsumed",
+    )
+
+    def __init__(self, stream_id: int, encoding: str, max_message_size: int) -> None:
+        self.stream_id = stream_id
+        self.encoding = encoding
+        self.decoder = MessageDecoder(max_message_size)
+        self.request_ended = False
+        self.headers_sent = False
+        self.closing = False
+        """Trailers are queued: further request data is acknowledged and dropped."""
+        self.outbound: deque[bytes | memoryview] = deque()
+        self.trailers: headers.HeaderList | None = None
+        self.unconsumed = 0
+        """Flow-controlled bytes of delivered messages the application has not consumed yet."""
+
+
+class ServerConnection:
+    """One HTTP/2 connection's gRPC server side, driven by bytes and commands."""
+
+    def __init__(self, config: CoreConfig | None = None) -> None:
+        self.config = config or CoreConfig()
+        self._h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Validation moves to greeter.headers (stream errors, not connection errors);
+                # outbound headers are built by us and need no second check.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        self._h2.local_settings = _LimitCheckedPerStream(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: self.config.max_concurrent_streams,
+                SettingCodes.MAX_HEADER_LIST_SIZE: self.config.max_header_list_size,
+                SettingCodes.INITIAL_WINDOW_SIZE: self.config.initial_window_size,
+            },
+        )
+        self._h2.decoder.max_header_list_size = self.config.max_header_list_size
+        self._streams: dict[int, _Stream] = {}
+        self._preamble = bytearray()
+        self._goaway_last_stream_id: int | None = None
+        self._shutdown_started = False
+        self.closed = False
+        self._dispatch: dict[type[Any], Callable[[Any, list[Event]], None]] = {
+            h2.events.RequestReceived: self._on_request,
+            h2.events.DataReceived: self._on_data,
+            h2.events.StreamEnded: self._on_stream_ended,
+            h2.events.StreamReset: self._on_stream_reset,
+            h2.events.WindowUpdated: self._on_window_updated,
+            h2.events.RemoteSettingsChanged: self._on_window_updated,
+            h2.events.PingAckReceived: self._on_ping_ack,
+            h2.events.ConnectionTerminated: self._on_connection_terminated,
+        }
+
+    # -- bytes in, bytes out -------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Queue the server preface: our SETTINGS (RFC 9113 §3.4) and the larger connection window."""
+        self._h2.initiate_connection()
+        extra = self.config.connection_window_size - 65_535
+        if extra > 0:
+            self._h2.increment_flow_control_window(extra)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the socket; return what they caused, in order."""
+        if self.closed:
+            return []
+        events: list[Event] = []
+        try:
+            h2_events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has already queued GOAWAY with the matching error code (RFC 9113 §5.4.1).
+            self.closed = True
+            code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+            reason = str(exc) or type(exc).__name__
+            last = self._h2.highest_inbound_stream_id
+            return [ConnectionTerminated(code, last, reason, local=True)]
+        for h2_event in h2_events:
+            self._dispatch.get(type(h2_event), _ignore)(h2_event, events)
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the socket since the last call (possibly empty)."""
+        data = self._h2.data_to_send()
+        if self._preamble:
+            data = bytes(self._preamble) + data
+            self._preamble.clear()
+        return data
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, metadata: Iterable[tuple[str, str | bytes]] = ()) -> None:
+        """Send Response-Headers with custom metadata; at most once, before any message."""
+        stream = self._open_stream(stream_id)
+        if stream.headers_sent:
+            raise RuntimeError(f"response headers already sent on stream {stream_id}")
+        self._h2.send_headers(stream_id, headers.response_headers(metadata))
+        stream.headers_sent = True
+
+    def send_message(self, stream_id: int, payload: bytes) -> None:
+        """Queue one response message; it leaves as the peer's flow-control window allows.
+
+        After this call `is_send_blocked` tells whether the message is still (partly) queued;
+        the driver then waits for `SendUnblocked` before sending more (back-pressure).
+        """
+        stream = self._open_stream(stream_id)
+        if not stream.headers_sent:
+            self.send_headers(stream_id)
+        prefix = struct.pack(">BI", 0, len(payload))
+        if len(payload) <= COALESCE_LIMIT:
+            stream.outbound.append(prefix + payload)
+        else:
+            stream.outbound.append(prefix)
+            stream.outbound.append(memoryview(payload))
+        self._flush(stream)
+
+    def send_trailers(
+        self,
+        stream_id: int,
+        status: Status,
+        message: str = "",
+        metadata: Iterable[tuple[str, str | bytes]] = (),
+        details: bytes | None = None,
+    ) -> None:
+        """End the RPC with a status: Trailers, or Trailers-Only when nothing was sent yet."""
+        stream = self._open_stream(stream_id)
+        stream.closing = True
+        if not stream.headers_sent:
+            block = headers.trailers_only(status, message, metadata, details)
+            self._h2.send_headers(stream_id, block, end_stream=True)
+            self._finish(stream)
+            return
+        stream.trailers = headers.trailers(status, message, metadata, details)
+        self._flush(stream)
+
+    def acknowledge(self, stream_id: int, flow_bytes: int) -> None:
+        """The application consumed a message: return its bytes to the peer's send window."""
+        stream = self._streams.get(stream_id)
+        if stream is None or flow_bytes <= 0:
+            return  # a finished stream's unconsumed bytes were acknowledged when it ended
+        stream.unconsumed -= flow_bytes
+        self._h2.acknowledge_received_data(flow_bytes, stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
+        """Abandon a stream with RST_STREAM (e.g. the handler was cancelled)."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is None or self.closed:
+            return
+        self._release(stream)
+        self._h2.reset_stream(stream_id, error_code)
+
+    def is_send_blocked(self, stream_id: int) -> bool:
+        """True while queued response bytes wait for the peer's flow-control window."""
+        stream = self._streams.get(stream_id)
+        return stream is not None and bool(stream.outbound)
+
+    def start_shutdown(self) -> None:
+        """Begin a graceful shutdown with the two-step GOAWAY of RFC 9113 §6.8.
+
+        The first GOAWAY names the largest stream id, so requests already in flight are not lost;
+        a PING follows, and its ACK (one round trip later) triggers the final GOAWAY that names
+        the last stream actually received. Streams started after it are refused.
+        """
+        if self._shutdown_started or self.closed:
+            return
+        self._shutdown_started = True
+        self._inject_goaway(MAX_STREAM_ID)
+        self._h2.ping(SHUTDOWN_PING)
+
+    def close(self, error_code: int = ErrorCodes.NO_ERROR, reason: str = "") -> None:
+        """Queue a final GOAWAY; nothing is sent after it."""
+        if self.closed:
+            return
+        self.closed = True
+        self._streams.clear()
+        self._h2.close_connection(error_code, additional_data=reason.encode() or None)
+
+    @property
+    def open_streams(self) -> int:
+        """RPCs that have started and not finished."""
+        return len(self._streams)
+
+    # -- h2 event handlers ---------------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived, out: list[Event]) -> None:
+        stream_id = event.stream_id
+        if self._goaway_last_stream_id is not None and stream_id > self._goaway_last_stream_id:
+            self._refuse(stream_id, "stream opened after GOAWAY", out)
+            return
+        if len(self._streams) >= self.config.max_concurrent_streams:
+            self._refuse(stream_id, "over SETTINGS_MAX_CONCURRENT_STREAMS", out)
+            return
+        try:
+            head = headers.parse_request(event.headers or [])
+        except headers.MalformedRequestError as exc:
+            self._h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            out.append(RequestRejected(stream_id, f"malformed request: {exc}"))
+            return
+        except headers.RejectedRequestError as exc:
+            self._answer_rejected(stream_id, exc, ended=event.stream_ended is not None)
+            out.append(RequestRejected(stream_id, exc.message))
+            return
+        self._streams[stream_id] = _Stream(
+            stream_id, head.encoding, self.config.max_receive_message_size
+        )
+        out.append(
+            RequestReceived(
+                stream_id,
+                head.path,
+                head.metadata,
+                head.timeout,
+                head.authority,
+                head.user_agent,
+                head.encoding,
+            )
+        )
+
+    def _on_data(self, event: h2.events.DataReceived, out: list[Event]) -> None:
+        stream_id = event.stream_id
+        flow_length = event.flow_controlled_length or 0
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.closing:
+            self._h2.acknowledge_received_data(flow_length, stream_id)
+            return
+        data = event.data or b""
+        held_before = stream.decoder.buffered
+        try:
+            messages = stream.decoder.feed(data)
+        except MessageTooLargeError as exc:
+            self._h2.acknowledge_received_data(flow_length, stream_id)
+            self._abort(stream, Status.RESOURCE_EXHAUSTED, str(exc), out)
+            return
+        except FramingError as exc:
+            self._h2.acknowledge_received_data(flow_length, stream_id)
+            self._abort(stream, Status.INTERNAL, str(exc), out)
+            return
+        # Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
+        # the application consumes them, which bounds what a slow handler lets pile up. Padding
+        # and bytes of a message still incomplete are returned now: holding them could deadlock a
+        # message larger than the window, and the size limit already bounds them.
+        due = len(data) - stream.decoder.buffered if messages else 0
+        if flow_length - due:
+            self._h2.acknowledge_received_data(flow_length - due, stream_id)
+        stream.unconsumed += due
+        for index, message in enumerate(messages):
+            flow_bytes = 5 + len(message.payload) - (held_before if index == 0 else 0)
+            payload = self._decompress(stream, message.compressed, message.payload, out)
+            if payload is None:
+                return
+            out.append(MessageReceived(stream_id, payload, flow_bytes))
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded, out: list[Event]) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None or stream.closing:
+            return
+        stream.request_ended = True
+        if stream.decoder.buffered:
+            # PROTOCOL-HTTP2.md: END_STREAM must fall on a message boundary.
+            self._abort(stream, Status.INTERNAL, "request ended inside a message", out)
+            return
+        out.append(RequestEnded(event.stream_id))
+
+    def _on_stream_reset(self, event: h2.events.StreamReset, out: list[Event]) -> None:
+        stream = self._streams.pop(event.stream_id, None)
+        if stream is not None:
+            self._release(stream)
+            out.append(StreamReset(event.stream_id, int(event.error_code or 0)))
+
+    def _on_window_updated(self, event: object, out: list[Event]) -> None:
+        # A WINDOW_UPDATE (stream or connection) or a SETTINGS change of INITIAL_WINDOW_SIZE /
+        # MAX_FRAME_SIZE may let queued data go; retry every blocked stream, oldest first.
+        stream_id = getattr(event, "stream_id", 0)
+        if stream_id:
+            blocked = [self._streams[stream_id]] if stream_id in self._streams else []
+        else:
+            blocked = [s for s in self._streams.values() if s.outbound]
+        for stream in blocked:
+            if stream.outbound and self._flush(stream):
+                out.append(SendUnblocked(stream.stream_id))
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived, out: list[Event]) -> None:
+        if event.ping_data == SHUTDOWN_PING and self._goaway_last_stream_id is None:
+            last = self._h2.highest_inbound_stream_id
+            self._inject_goaway(last)
+            self._goaway_last_stream_id = last
+            out.append(ShutdownAcknowledged(last))
+
+    def _on_connection_terminated(
+        self, event: h2.events.ConnectionTerminated, out: list[Event]
+    ) -> None:
+        code = int(event.error_code or 0)
+        if code == ErrorCodes.NO_ERROR:
+            # A client's GOAWAY(NO_ERROR) only says it opens no more streams; RFC 9113 §6.8 lets
+            # the streams it already opened finish. h2 would refuse every further send, so its
+            # connection state machine is put back to open (it has no "draining" state).
+            self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        else:
+            self.closed = True
+            self._streams.clear()
+        reason = (event.additional_data or b"").decode("utf-8", "replace")
+        out.append(ConnectionTerminated(code, event.last_stream_id or 0, reason, local=False))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _open_stream(self, stream_id: int) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.closing or self.closed:
+            raise StreamGoneError(f"stream {stream_id} is not open")
+        return stream
+
+    def _decompress(
+        self, stream: _Stream, compressed: bool, payload: bytes, out: list[Event]
+    ) -> bytes | None:
+        if not compressed:
+            return payload
+        if stream.encoding == compression.IDENTITY:
+            # PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding is a protocol error.
+            self._abort(stream, Status.INTERNAL, "compressed message without grpc-encoding", out)
+            return None
+        limit = self.config.max_receive_message_size
+        try:
+            return compression.decompress(stream.encoding, payload, limit)
+        except compression.DecompressedTooLargeError:
+            message = f"decompressed message larger than max ({limit})"
+            self._abort(stream, Status.RESOURCE_EXHAUSTED, message, out)
+        except compression.DecompressionError as exc:
+            self._abort(stream, Status.INTERNAL, f"corrupt {stream.encoding} message: {exc}", out)
+        return None
+
+    def _flush(self, stream: _Stream) -> bool:
+        """Hand queued bytes to h2 within the flow-control window; True when all are gone."""
+        stream_id = stream.stream_id
+        outbound = stream.outbound
+        while outbound:
+            room = min(
+                self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size
+            )
+            if room <= 0:
+                return False
+            chunk = outbound[0]
+            if len(chunk) <= room:
+                outbound.popleft()
+            else:
+                outbound[0] = chunk[room:]
+                chunk = chunk[:room]
+            self._h2.send_data(stream_id, chunk)
+        if stream.trailers is not None:
+            self._h2.send_headers(stream_id, stream.trailers, end_stream=True)
+            self._finish(stream)
+        return True
+
+    def _finish(self, stream: _Stream) -> None:
+        """The response is complete: forget the stream, ask the client to stop if it still sends."""
+        self._streams.pop(stream.stream_id, None)
+        self._release(stream)
+        if not stream.request_ended:
+            # RFC 9113 §8.1: after a complete response the server may reset with NO_ERROR so the
+            # client stops sending a request nobody reads (grpc-go does the same).
+            self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+
+    def _release(self, stream: _Stream) -> None:
+        """Return the flow-control credit of messages that will now never be consumed."""
+        if stream.unconsumed > 0:
+            self._h2.acknowledge_received_data(stream.unconsumed, stream.stream_id)
+            stream.unconsumed = 0
+
+    def _abort(self, stream: _Stream, status: Status, message: str, out: list[Event]) -> None:
+        self.send_trailers(stream.stream_id, status, message)
+        out.append(RpcAborted(stream.stream_id, status, message))
+
+    def _refuse(self, stream_id: int, reason: str, out: list[Event]) -> None:
+        self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        out.append(RequestRejected(stream_id, f"refused: {reason}"))
+
+    def _answer_rejected(
+        self, stream_id: int, exc: headers.RejectedRequestError, ended: bool
+    ) -> None:
+        if exc.http_status == 200:
+            block = headers.trailers_only(exc.status, exc.message)
+            self._h2.send_headers(stream_id, block, end_stream=True)
+        else:
+            block = headers.http_error_headers(exc.http_status, exc.status, exc.message)
+            self._h2.send_headers(stream_id, block)
+            self._h2.send_data(stream_id, exc.message.encode() + b"\n", end_stream=True)
+        if not ended:
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+
+    def _inject_goaway(self, last_stream_id: int) -> None:
+        # h2's close_connection() would also close its state machine and forbid the responses of
+        # in-flight streams, so graceful GOAWAYs are serialised here and queued in order.
+        self._preamble += self._h2.data_to_send()
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self._preamble += frame.serialize()
+
+
+def _ignore(event: object, out: list[Event]) -> None:
+    """h2 events the gRPC layer has no use for (SETTINGS ACKs, PINGs h2 answers, priority)."""
+
+
+__all__ = ["CoreConfig", "Metadata", "ServerConnection", "StreamGoneError"]

@@ -1,0 +1,107 @@
+"""What the sans-IO core tells its driver: small frozen records, one per thing that happened.
+
+Layer: pure data (stdlib only, no I/O). Named in the past tense; the driver (greeter.server, or a
+test) reacts to them. Every event that concerns an RPC carries the HTTP/2 stream id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from grpclib.const import Status
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+"""Custom metadata in wire order; values of `-bin` keys are bytes, all others str."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A valid gRPC request's headers arrived; the RPC starts."""
+
+    stream_id: int
+    path: str
+    metadata: Metadata
+    timeout: float | None
+    """Seconds from grpc-timeout, measured from now; None when the client set no deadline."""
+    authority: str | None
+    user_agent: str | None
+    encoding: str
+    """The request's grpc-encoding (identity when absent); the core already decompresses."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """One complete request message, decompressed; `flow_bytes` are acknowledged on consumption."""
+
+    stream_id: int
+    payload: bytes
+    flow_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnded:
+    """The client half-closed the stream (END_STREAM): no more request messages will come."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RpcAborted:
+    """The core ended the RPC itself (bad request data) and already sent the status to the client."""
+
+    stream_id: int
+    status: Status
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    """The peer reset the stream (RST_STREAM): the RPC is cancelled, nothing more can be sent."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected:
+    """A request was answered by the core before any RPC started (bad headers, stream refused)."""
+
+    stream_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendUnblocked:
+    """Everything queued on the stream has been handed to HTTP/2 flow control: sending may go on."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated:
+    """The peer sent GOAWAY, or the connection failed with a protocol error (then `local` is True)."""
+
+    error_code: int
+    last_stream_id: int
+    reason: str
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownAcknowledged:
+    """Graceful shutdown: the final GOAWAY went out; no stream above `last_stream_id` will start."""
+
+    last_stream_id: int
+
+
+Event = (
+    RequestReceived
+    | MessageReceived
+    | RequestEnded
+    | RpcAborted
+    | StreamReset
+    | RequestRejected
+    | SendUnblocked
+    | ConnectionTerminated
+    | ShutdownAcknowledged
+)

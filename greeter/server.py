@@ -1,0 +1,370 @@
+"""The asyncio server: sockets and tasks around the sans-IO core, for any grpclib-style service.
+
+Layer: asyncio adapter. It moves bytes between the transport and `ServerConnection`, routes each
+RPC through the services' `__mapping__()` tables to a handler task, and schedules: deadlines,
+cancellation, back-pressure, one write per loop turn, graceful shutdown. Protocol rules live in
+the core; this module only decides *when*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.protocol import Peer
+
+from greeter.connection import CoreConfig, ServerConnection, StreamGoneError
+from greeter.events import (
+    ConnectionTerminated,
+    Event,
+    MessageReceived,
+    RequestEnded,
+    RequestReceived,
+    RequestRejected,
+    RpcAborted,
+    SendUnblocked,
+    ShutdownAcknowledged,
+    StreamReset,
+)
+from greeter.stream import ServerStream
+from greeter.status_details import encode_status
+
+log = logging.getLogger("greeter.server")
+
+UNARY_REQUEST = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
+# A handler that sends without ever waiting (its window is open) would starve the loop: after
+# this many messages without a flush the driver writes and yields, so resets and other clients
+# are served while a large stream is produced.
+MESSAGES_PER_TURN = 64
+
+
+class Service(Protocol):
+    """Anything with grpclib's service contract: betterproto2 bases, grpclib's Health, ..."""
+
+    def __mapping__(self) -> dict[str, Handler]: ...
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server settings: the protocol limits of each connection and the shutdown grace period."""
+
+    limits: CoreConfig = field(default_factory=CoreConfig)
+    grace_period: float = 5.0
+    """Seconds in-flight RPCs get to finish after GOAWAY before they are cancelled."""
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection: feeds the core, runs one task per RPC, writes what the core queues."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self.conn = ServerConnection(server.config.limits)
+        self._rpcs: dict[int, ServerStream[Any, Any]] = {}
+        self._send_waiters: dict[int, asyncio.Future[None]] = {}
+        self._flush_scheduled = False
+        self._unflushed_messages = 0
+        self._writable: asyncio.Future[None] | None = None
+        self._draining = False
+        """No new RPC can start (final GOAWAY sent, or the peer's GOAWAY): close once idle."""
+        self.closed = self._loop.create_future()
+        self._handlers: dict[type[Any], Any] = {
+            RequestReceived: self._on_request,
+            MessageReceived: self._on_message,
+            RequestEnded: self._on_request_ended,
+            RpcAborted: self._on_gone,
+            StreamReset: self._on_gone,
+            SendUnblocked: self._on_send_unblocked,
+            RequestRejected: self._on_rejected,
+            ConnectionTerminated: self._on_terminated,
+            ShutdownAcknowledged: self._on_shutdown_acknowledged,
+        }
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = Peer(transport)
+        self._server.connections.add(self)
+        self.conn.initiate()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            self._dispatch(event)
+        self.schedule_flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        for stream in self._rpcs.values():
+            stream.abandon()
+        self._rpcs.clear()
+        for waiter in self._send_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        # The transport's buffer is above its high-water mark: senders wait until it drains.
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # -- RpcHost, used by ServerStream --------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def send_window_open(self, stream_id: int) -> None:
+        """Wait until the core has handed this stream's queued bytes to HTTP/2, then for the socket."""
+        if self.conn.is_send_blocked(stream_id):
+            waiter = self._loop.create_future()
+            self._send_waiters[stream_id] = waiter
+            try:
+                await waiter
+            finally:
+                self._send_waiters.pop(stream_id, None)
+        if self._writable is not None:
+            await self._writable
+
+    def message_sent(self) -> bool:
+        """Count a sent message; True when the sender should yield to the loop (see MESSAGES_PER_TURN)."""
+        self._unflushed_messages += 1
+        if self._unflushed_messages < MESSAGES_PER_TURN:
+            return False
+        self._flush()
+        return True
+
+    # -- core events ---------------------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        self._handlers[type(event)](event)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        handler = self._server.mapping.get(event.path)
+        if handler is None:
+            log.info("unknown method %s from %s", event.path, self.peer.addr())
+            self.conn.send_trailers(event.stream_id, Status.UNIMPLEMENTED, "Method not found")
+            return
+        stream: ServerStream[Any, Any] = ServerStream(self, event, handler)
+        self._rpcs[event.stream_id] = stream
+        if event.timeout is not None:
+            stream.timer = self._loop.call_later(event.timeout, self._deadline_passed, stream)
+        if handler.cardinality not in UNARY_REQUEST:
+            self._start(stream)
+
+    def _on_message(self, event: MessageReceived) -> None:
+        stream = self._rpcs.get(event.stream_id)
+        if stream is None:
+            return
+        stream.deliver(event.payload, event.flow_bytes)
+        if stream.task is None and stream.received > 1:
+            self._fail(stream, Status.UNIMPLEMENTED, "expected one request message, got more")
+
+    def _on_request_ended(self, event: RequestEnded) -> None:
+        stream = self._rpcs.get(event.stream_id)
+        if stream is None:
+            return
+        stream.end_request()
+        if stream.task is None:
+            if stream.received == 1:
+                self._start(stream)
+            else:
+                # doc/statuscodes.md: a unary RPC with no request message is UNIMPLEMENTED.
+                self._fail(stream, Status.UNIMPLEMENTED, "expected one request message, got none")
+
+    def _on_gone(self, event: RpcAborted | StreamReset) -> None:
+        stream = self._rpcs.pop(event.stream_id, None)
+        if stream is not None:
+            log.debug("%s on stream %d ended early: %s", stream.path, event.stream_id, event)
+            stream.abandon()
+        self._wake_sender(event.stream_id)
+
+    def _on_send_unblocked(self, event: SendUnblocked) -> None:
+        self._wake_sender(event.stream_id)
+
+    def _on_rejected(self, event: RequestRejected) -> None:
+        log.info("request on stream %d from %s rejected: %s", event.stream_id,
+                 self.peer.addr(), event.reason)
+
+    def _on_terminated(self, event: ConnectionTerminated) -> None:
+        if event.local:
+            log.warning("closing connection from %s: %s", self.peer.addr(), event.reason)
+        elif event.error_code:
+            log.info("peer %s closed with GOAWAY error %d: %s", self.peer.addr(),
+                     event.error_code, event.reason)
+        if event.local or event.error_code:
+            self._flush()
+            self.transport.close()
+            return
+        self._draining = True
+        self._close_if_drained()
+
+    def _on_shutdown_acknowledged(self, event: ShutdownAcknowledged) -> None:
+        self._draining = True
+        self._close_if_drained()
+
+    # -- RPC lifecycle -------------------------------------------------------------------------
+
+    def _start(self, stream: ServerStream[Any, Any]) -> None:
+        stream.task = self._loop.create_task(self._run(stream))
+
+    async def _run(self, stream: ServerStream[Any, Any]) -> None:
+        try:
+            await stream.handler.func(stream)
+            if not stream.trailers_sent:
+                self._end(stream, Status.OK, "")
+        except GRPCError as exc:
+            self._end(stream, exc.status, exc.message or "", exc.details)
+        except asyncio.CancelledError:
+            pass  # whoever cancelled (reset, deadline, shutdown) has already answered the client
+        except Exception:
+            log.exception("handler for %s raised", stream.path)
+            # No traceback on the wire: it could leak internals (grpclib and grpcio do the same).
+            self._end(stream, Status.UNKNOWN, "Unexpected error")
+        finally:
+            if stream.timer is not None:
+                stream.timer.cancel()
+            if self._rpcs.get(stream.stream_id) is stream:
+                del self._rpcs[stream.stream_id]
+            self._close_if_drained()
+
+    def _end(self, stream: ServerStream[Any, Any], status: Status, message: str,
+             details: Any = None) -> None:
+        if stream.gone or stream.trailers_sent:
+            return
+        encoded = encode_status(status.value, message, details) if details else None
+        try:
+            self.conn.send_trailers(stream.stream_id, status, message, (), encoded)
+        except StreamGoneError:
+            return
+        stream.trailers_sent = True
+        self.schedule_flush()
+
+    def _fail(self, stream: ServerStream[Any, Any], status: Status, message: str) -> None:
+        """Answer the client with an error status and stop the handler."""
+        self._end(stream, status, message)
+        self._rpcs.pop(stream.stream_id, None)
+        stream.abandon()
+
+    def _deadline_passed(self, stream: ServerStream[Any, Any]) -> None:
+        log.info("%s on stream %d: deadline exceeded", stream.path, stream.stream_id)
+        self._fail(stream, Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        self._wake_sender(stream.stream_id)
+        self._close_if_drained()
+
+    def _wake_sender(self, stream_id: int) -> None:
+        waiter = self._send_waiters.get(stream_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- output and shutdown -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._unflushed_messages = 0
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def start_shutdown(self) -> None:
+        """Send the first GOAWAY; the connection closes once the peer acknowledged it and RPCs are done."""
+        self.conn.start_shutdown()
+        self._flush()
+
+    def _close_if_drained(self) -> None:
+        if self._draining and not self._rpcs and self.conn.open_streams == 0:
+            self.abort()
+
+    def abort(self) -> None:
+        """Cancel what is left, send the final GOAWAY and close."""
+        for stream in list(self._rpcs.values()):
+            self._fail(stream, Status.UNAVAILABLE, "server shutting down")
+        self.conn.close()
+        self._flush()
+        self.transport.close()
+
+
+class Server:
+    """A gRPC server for grpclib-style services, run inside the caller's asyncio event loop.
+
+    ``async with Server([Greeter()], port=0) as server: print(server.port)``
+    """
+
+    def __init__(
+        self,
+        services: Iterable[Service],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ServerConfig | None = None,
+    ) -> None:
+        self.mapping: dict[str, Handler] = {}
+        for service in services:
+            self.mapping.update(service.__mapping__())
+        self.host = host
+        self.requested_port = port
+        self.config = config or ServerConfig()
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def service_names(self) -> list[str]:
+        """Fully qualified service names, in registration order."""
+        return list(dict.fromkeys(path.split("/")[1] for path in self.mapping))
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.requested_port
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful after binding port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` seconds, cancel."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        grace = self.config.grace_period if grace is None else grace
+        connections = list(self.connections)
+        for connection in connections:
+            connection.start_shutdown()
+        pending = [c.closed for c in connections if not c.closed.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for connection in connections:
+                if not connection.closed.done():
+                    connection.abort()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
