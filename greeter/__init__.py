@@ -1,1 +1,1 @@
-"""greeter: an inspectable pure-Python gRPC stack (sans-IO core on h2, asyncio server, betterproto2)."""
+"""greeter: an inspectable pure-Python gRPC stack (sans-IO core on h2, asyncio server)."""

@@ -41,17 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve greet.Greeter and grpc.health.v1.Health")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051, help="0 picks a free port")
-    serve.add_argument("--max-receive-message-size", type=int,
-                       default=limits.max_receive_message_size, metavar="BYTES")
-    serve.add_argument("--max-concurrent-streams", type=int,
-                       default=limits.max_concurrent_streams, metavar="N")
-    serve.add_argument("--grace", type=float, default=server.grace_period,
-                       metavar="SECONDS", help="time in-flight RPCs get on shutdown")
+    serve.add_argument(
+        "--max-receive-message-size",
+        type=int,
+        default=limits.max_receive_message_size,
+        metavar="BYTES",
+    )
+    serve.add_argument(
+        "--max-concurrent-streams", type=int, default=limits.max_concurrent_streams, metavar="N"
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=server.grace_period,
+        metavar="SECONDS",
+        help="time in-flight RPCs get on shutdown",
+    )
 
     hello = commands.add_parser("hello", help="call greet.Greeter/SayHello and print the reply")
     hello.add_argument("name")
-    hello.add_argument("--target", type=_parse_target, default=("127.0.0.1", 50051),
-                       metavar="HOST:PORT")
+    hello.add_argument(
+        "--target", type=_parse_target, default=("127.0.0.1", 50051), metavar="HOST:PORT"
+    )
     hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     return parser
 
@@ -62,8 +73,12 @@ async def serve(args: argparse.Namespace) -> None:
         max_receive_message_size=args.max_receive_message_size,
         max_concurrent_streams=args.max_concurrent_streams,
     )
-    server = Server([Greeter(), Health()], host=args.host, port=args.port,
-                    config=ServerConfig(limits=limits, grace_period=args.grace))
+    server = Server(
+        [Greeter(), Health()],
+        host=args.host,
+        port=args.port,
+        config=ServerConfig(limits=limits, grace_period=args.grace),
+    )
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

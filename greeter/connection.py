@@ -56,7 +56,7 @@ class CoreConfig:
     max_receive_message_size: int = 4 * 1024 * 1024
     """Largest request message (after decompression) accepted; above it, RESOURCE_EXHAUSTED."""
     max_concurrent_streams: int = 100
-    """Advertised SETTINGS_MAX_CONCURRENT_STREAMS; streams above it get RST_STREAM(REFUSED_STREAM)."""
+    """Advertised SETTINGS_MAX_CONCURRENT_STREAMS; a stream above it gets REFUSED_STREAM."""
     max_header_list_size: int = 16 * 1024
     """Advertised and enforced SETTINGS_MAX_HEADER_LIST_SIZE (C-core: 8 KiB soft, 16 KiB hard)."""
     initial_window_size: int = 1024 * 1024
@@ -81,6 +81,10 @@ class _LimitCheckedPerStream(h2.settings.Settings):
     @property
     def max_concurrent_streams(self) -> int:
         return MAX_STREAM_ID
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
 class _Stream:
@@ -157,7 +161,7 @@ class ServerConnection:
     # -- bytes in, bytes out -------------------------------------------------------------------
 
     def initiate(self) -> None:
-        """Queue the server preface: our SETTINGS (RFC 9113 §3.4) and the larger connection window."""
+        """Queue the server preface (RFC 9113 §3.4): our SETTINGS and a larger connection window."""
         self._h2.initiate_connection()
         extra = self.config.connection_window_size - 65_535
         if extra > 0:
@@ -191,7 +195,9 @@ class ServerConnection:
 
     # -- commands --------------------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, metadata: Iterable[tuple[str, str | bytes]] = ()) -> None:
+    def send_headers(
+        self, stream_id: int, metadata: Iterable[tuple[str, str | bytes]] = ()
+    ) -> None:
         """Send Response-Headers with custom metadata; at most once, before any message."""
         stream = self._open_stream(stream_id)
         if stream.headers_sent:
@@ -376,9 +382,11 @@ class ServerConnection:
             blocked = [self._streams[stream_id]] if stream_id in self._streams else []
         else:
             blocked = [s for s in self._streams.values() if s.outbound]
-        for stream in blocked:
-            if stream.outbound and self._flush(stream):
-                out.append(SendUnblocked(stream.stream_id))
+        out.extend(
+            SendUnblocked(stream.stream_id)
+            for stream in blocked
+            if stream.outbound and self._flush(stream)
+        )
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived, out: list[Event]) -> None:
         if event.ping_data == SHUTDOWN_PING and self._goaway_last_stream_id is None:

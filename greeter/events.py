@@ -47,7 +47,7 @@ class RequestEnded:
 
 @dataclass(frozen=True, slots=True)
 class RpcAborted:
-    """The core ended the RPC itself (bad request data) and already sent the status to the client."""
+    """The core ended the RPC itself (bad request data) and already sent the client its status."""
 
     stream_id: int
     status: Status
@@ -79,7 +79,7 @@ class SendUnblocked:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTerminated:
-    """The peer sent GOAWAY, or the connection failed with a protocol error (then `local` is True)."""
+    """The peer sent GOAWAY, or (`local`) the connection failed with a protocol error."""
 
     error_code: int
     last_stream_id: int

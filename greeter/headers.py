@@ -43,7 +43,15 @@ class RejectedRequestError(Exception):
 class RequestHead:
     """What the core needs of a validated request; built by `parse_request`."""
 
-    __slots__ = ("authority", "content_type", "encoding", "metadata", "path", "timeout", "user_agent")
+    __slots__ = (
+        "authority",
+        "content_type",
+        "encoding",
+        "metadata",
+        "path",
+        "timeout",
+        "user_agent",
+    )
 
     def __init__(self) -> None:
         self.path = ""
@@ -82,7 +90,9 @@ def _split(headers: HeaderList) -> tuple[dict[str, str], list[tuple[str, str]]]:
     return pseudo, regular
 
 
-def _apply_field(head: RequestHead, name: str, value: str, custom: list[tuple[str, str | bytes]]) -> None:
+def _apply_field(
+    head: RequestHead, name: str, value: str, custom: list[tuple[str, str | bytes]]
+) -> None:
     if name == "content-type":
         head.content_type = value
     elif name == "grpc-timeout":
@@ -90,7 +100,9 @@ def _apply_field(head: RequestHead, name: str, value: str, custom: list[tuple[st
             head.timeout = metadata.parse_timeout(value)
         except ValueError:
             # PROTOCOL-HTTP2.md leaves this open; grpc-go and C-core answer INTERNAL.
-            raise RejectedRequestError(Status.INTERNAL, f"malformed grpc-timeout: {value!r}") from None
+            raise RejectedRequestError(
+                Status.INTERNAL, f"malformed grpc-timeout: {value!r}"
+            ) from None
     elif name == "grpc-encoding":
         head.encoding = value
     elif name == "user-agent":

@@ -31,8 +31,8 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
-from greeter.stream import ServerStream
 from greeter.status_details import encode_status
+from greeter.stream import ServerStream
 
 log = logging.getLogger("greeter.server")
 
@@ -59,7 +59,7 @@ class ServerConfig:
 
 
 class _Connection(asyncio.Protocol):
-    """One accepted connection: feeds the core, runs one task per RPC, writes what the core queues."""
+    """One accepted connection: feeds the core, runs a task per RPC, writes what the core queues."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -130,7 +130,7 @@ class _Connection(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     async def send_window_open(self, stream_id: int) -> None:
-        """Wait until the core has handed this stream's queued bytes to HTTP/2, then for the socket."""
+        """Wait until the core handed this stream's queued bytes to HTTP/2, then for the socket."""
         if self.conn.is_send_blocked(stream_id):
             waiter = self._loop.create_future()
             self._send_waiters[stream_id] = waiter
@@ -142,7 +142,7 @@ class _Connection(asyncio.Protocol):
             await self._writable
 
     def message_sent(self) -> bool:
-        """Count a sent message; True when the sender should yield to the loop (see MESSAGES_PER_TURN)."""
+        """Count a sent message; True when the sender should yield (see MESSAGES_PER_TURN)."""
         self._unflushed_messages += 1
         if self._unflushed_messages < MESSAGES_PER_TURN:
             return False
@@ -198,15 +198,23 @@ class _Connection(asyncio.Protocol):
         self._wake_sender(event.stream_id)
 
     def _on_rejected(self, event: RequestRejected) -> None:
-        log.info("request on stream %d from %s rejected: %s", event.stream_id,
-                 self.peer.addr(), event.reason)
+        log.info(
+            "request on stream %d from %s rejected: %s",
+            event.stream_id,
+            self.peer.addr(),
+            event.reason,
+        )
 
     def _on_terminated(self, event: ConnectionTerminated) -> None:
         if event.local:
             log.warning("closing connection from %s: %s", self.peer.addr(), event.reason)
         elif event.error_code:
-            log.info("peer %s closed with GOAWAY error %d: %s", self.peer.addr(),
-                     event.error_code, event.reason)
+            log.info(
+                "peer %s closed with GOAWAY error %d: %s",
+                self.peer.addr(),
+                event.error_code,
+                event.reason,
+            )
         if event.local or event.error_code:
             self._flush()
             self.transport.close()
@@ -243,8 +251,9 @@ class _Connection(asyncio.Protocol):
                 del self._rpcs[stream.stream_id]
             self._close_if_drained()
 
-    def _end(self, stream: ServerStream[Any, Any], status: Status, message: str,
-             details: Any = None) -> None:
+    def _end(
+        self, stream: ServerStream[Any, Any], status: Status, message: str, details: Any = None
+    ) -> None:
         if stream.gone or stream.trailers_sent:
             return
         encoded = encode_status(status.value, message, details) if details else None
@@ -282,7 +291,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def start_shutdown(self) -> None:
-        """Send the first GOAWAY; the connection closes once the peer acknowledged it and RPCs are done."""
+        """Send the first GOAWAY; the connection closes once acknowledged and RPCs are done."""
         self.conn.start_shutdown()
         self._flush()
 
@@ -343,7 +352,7 @@ class Server:
         return port
 
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` seconds, cancel."""
+        """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` s, then cancel."""
         if self._server is None:
             return
         server, self._server = self._server, None

@@ -25,9 +25,7 @@ class Greeter(GreeterBase):
         names = [request.name async for request in messages]
         return HelloReply(message="Hello " + ", ".join(names))
 
-    async def bidi_hello(
-        self, messages: AsyncIterator[HelloRequest]
-    ) -> AsyncIterator[HelloReply]:
+    async def bidi_hello(self, messages: AsyncIterator[HelloRequest]) -> AsyncIterator[HelloReply]:
         # Each reply is yielded (and sent) before the next request is read.
         async for request in messages:
             yield HelloReply(message=f"Hello {request.name}")

@@ -164,9 +164,11 @@ class ServerStream(Generic[RecvT, SendT]):
         metadata: MetadataLike | None = None,
     ) -> None:
         """End the RPC with a status; the handler may return afterwards, nothing more is sent."""
-        details = encode_status(status.value, status_message or "", status_details) if (
-            status_details
-        ) else None
+        details = (
+            encode_status(status.value, status_message or "", status_details)
+            if (status_details)
+            else None
+        )
         self._command(
             self._host.conn.send_trailers,
             status,

@@ -1,7 +1,7 @@
-"""Regenerate gen/ from greet.proto with the pinned betterproto2 compiler, or check that it is current.
+"""Regenerate gen/ from greet.proto with the pinned betterproto2 compiler, or check it is current.
 
 Usage: python tools/gen.py          rewrite gen/
-       python tools/gen.py --check  exit 1 and print a diff when gen/ differs from a fresh generation
+       python tools/gen.py --check  print a diff and exit 1 when gen/ differs from a fresh run
 
 The plugin (protoc-gen-python_betterproto2) and grpc_tools' protoc are dev dependencies only
 (pyproject.toml [dev]); nothing here runs at server run time.
@@ -29,12 +29,17 @@ def generate(out_dir: Path) -> None:
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
             f"--python_betterproto2_out={out_dir}",
             f"--python_betterproto2_opt={OPTIONS}",
             str(ROOT / PROTO),
         ],
-        check=True, env=env, stdout=subprocess.DEVNULL,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -64,8 +69,10 @@ def main() -> int:
             line
             for name in sorted(old.keys() | new.keys())
             for line in difflib.unified_diff(
-                old.get(name, "").splitlines(True), new.get(name, "").splitlines(True),
-                f"gen/{name} (committed)", f"gen/{name} (generated)",
+                old.get(name, "").splitlines(True),
+                new.get(name, "").splitlines(True),
+                f"gen/{name} (committed)",
+                f"gen/{name} (generated)",
             )
         ]
         sys.stdout.writelines(diff)

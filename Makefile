@@ -1,0 +1,49 @@
+# One command to set up and serve, one to set up and test (see README.md).
+# Needs python3 (3.11+) and npm on PATH; everything else is installed into .venv and
+# interop/node/node_modules.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NODE_DEPS := interop/node/node_modules/.package-lock.json
+
+.PHONY: serve test pytest lint type gen setup clean
+
+serve: $(VENV)/.runtime
+	$(BIN)/greeter serve $(ARGS)
+
+test: $(VENV)/.dev $(NODE_DEPS)
+	$(BIN)/python tools/gen.py --check
+	$(BIN)/ruff check greeter tests tools
+	$(BIN)/ruff format --check greeter tests tools
+	$(BIN)/mypy --strict greeter
+	$(BIN)/pytest $(ARGS)
+
+pytest: $(VENV)/.dev $(NODE_DEPS)
+	$(BIN)/pytest $(ARGS)
+
+gen: $(VENV)/.dev
+	$(BIN)/python tools/gen.py
+
+setup: $(VENV)/.dev $(NODE_DEPS)
+
+$(VENV)/.created:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "greeter needs Python 3.11+ (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
+
+$(VENV)/.runtime: $(VENV)/.created pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.created pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+$(NODE_DEPS): interop/node/package-lock.json
+	npm ci --prefix interop/node --no-audit --no-fund
+
+clean:
+	rm -rf $(VENV) interop/node/node_modules

@@ -1,0 +1,90 @@
+"""Project rules that keep the architecture true: import direction, generated code, layout."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "greeter"
+
+# DESIGN.md §1: sans-IO and pure modules never touch asyncio, sockets, selectors or threads.
+PURE_MODULES = {
+    "framing",
+    "compression",
+    "protowire",
+    "metadata",
+    "events",
+    "headers",
+    "connection",
+    "status_details",
+}
+IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
+# Who may import which greeter module (cli -> server -> connection -> pure -> h2).
+ALLOWED_INTERNAL = {
+    "framing": set(),
+    "compression": set(),
+    "protowire": set(),
+    "metadata": set(),
+    "status_details": set(),
+    "events": set(),
+    "headers": {"compression", "metadata", "events"},
+    "connection": {"compression", "headers", "events", "framing"},
+    "stream": {"connection", "events", "protowire", "status_details"},
+    "server": {"connection", "events", "stream", "status_details"},
+    "service": set(),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(PURE_MODULES))
+def test_pure_modules_do_no_io(module: str) -> None:
+    roots = {name.split(".")[0] for name in imported_modules(PACKAGE / f"{module}.py")}
+    assert not roots & IO_MODULES, f"greeter.{module} imports {roots & IO_MODULES}"
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED_INTERNAL))
+def test_dependency_direction(module: str) -> None:
+    names = imported_modules(PACKAGE / f"{module}.py")
+    internal = {n.split(".")[1] for n in names if n.startswith("greeter.") and n.count(".") >= 1}
+    internal -= {"greeter"}
+    internal &= {p.stem for p in PACKAGE.glob("*.py")}
+    assert internal <= ALLOWED_INTERNAL[module], f"greeter.{module} imports {internal}"
+    if module != "service":
+        assert not any(n == "gen" or n.startswith("gen.") for n in names), (
+            f"greeter.{module} must not know the generated Greeter code"
+        )
+
+
+def test_every_module_states_its_layer() -> None:
+    for path in PACKAGE.glob("*.py"):
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring, f"{path.name} has no module docstring"
+
+
+@pytest.mark.timeout(120)
+def test_generated_code_matches_proto() -> None:
+    """gen/ is exactly what the pinned betterproto2 compiler makes of greet.proto."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, f"gen/ drifted from greet.proto:\n{result.stdout}{result.stderr}"
