@@ -10,6 +10,7 @@ Spec: gRPC doc/PROTOCOL-HTTP2.md over RFC 9113, on top of h2's frame and stream 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -465,8 +466,11 @@ class ServerConnection:
         self._release(stream)
         if not stream.request_ended:
             # RFC 9113 §8.1: after a complete response the server may reset with NO_ERROR so the
-            # client stops sending a request nobody reads (grpc-go does the same).
-            self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            # client stops sending a request nobody reads (grpc-go does the same). When the
+            # request's END_STREAM came in the same read (h2 reports it after the DATA that made
+            # us answer), the stream is already closed and there is nothing to stop.
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
 
     def _release(self, stream: _Stream) -> None:
         """Return the flow-control credit of messages that will now never be consumed."""

@@ -92,7 +92,8 @@ class MessageDecoder:
                 self._add_body(data[start:])
                 return messages
             messages.append(FramedMessage(flag == 1, data[start:pos]))
-        self._prefix += memoryview(data)[pos:]
+        if pos < end:
+            self._prefix += memoryview(data)[pos:]
         return messages
 
     def _resume(self, data: bytes, messages: list[FramedMessage]) -> int:

@@ -72,12 +72,12 @@ def parse_timeout(value: str) -> float:
 def encode_timeout(seconds: float) -> str:
     """Encode ``seconds`` as a grpc-timeout value of at most 8 digits.
 
-    The shortest unit that states the value exactly (to the nanosecond) wins, so 1.0 is "1S";
-    otherwise the finest unit that fits, rounded up as grpc-go does so the peer's deadline is
-    never earlier than ours; a positive timeout below 1 ns is "1n". Zero and negative timeouts
-    give "0n", as grpc-go sends: the deadline has passed and the peer answers DEADLINE_EXCEEDED.
-    Values beyond the largest encodable timeout, +inf included, are clamped to "99999999H"
-    (about 11,400 years). NaN raises ValueError.
+    The value is taken to the nearest nanosecond. The shortest unit that states it exactly wins,
+    so 1.0 is "1S"; otherwise the finest unit that fits, rounded up as grpc-go does so the peer's
+    deadline is never earlier than ours; a positive timeout below 1 ns is "1n". Zero and
+    negative timeouts give "0n", as grpc-go sends: the deadline has passed and the peer answers
+    DEADLINE_EXCEEDED. Values beyond the largest encodable timeout, +inf included, are clamped
+    to "99999999H" (about 11,400 years). NaN raises ValueError.
     """
     if math.isnan(seconds):
         raise ValueError("grpc-timeout cannot encode NaN")
@@ -85,8 +85,8 @@ def encode_timeout(seconds: float) -> str:
         return f"{_MAX_TIMEOUT_VALUE}H"
     if seconds <= 0:
         return "0n"
-    # Whole nanoseconds absorb the float's representation error (1.1 s is 1100000000n, not
-    # 1100000001n); a positive timeout stays positive.
+    # Rounding to whole nanoseconds absorbs float error: 3e-08 * 1e9 is 29.999999999999996,
+    # which must be "30n". A positive timeout stays positive.
     nanos = max(1, round(seconds * _NANOS_PER_SECOND))
     for unit, size in _TIMEOUT_UNITS:
         count, rest = divmod(nanos, size)
