@@ -19,7 +19,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 from multidict import MultiDict
 
-from greeter import protowire
+from greeter import codec
 from greeter.connection import ServerConnection, StreamGoneError
 from greeter.events import RequestReceived
 from greeter.status_details import encode_status
@@ -121,10 +121,8 @@ class ServerStream(Generic[RecvT, SendT]):
     def _decode(self, payload: bytes) -> RecvT:
         request_type = self.handler.request_type
         try:
-            # betterproto2 turns some corrupt input into an empty message instead of failing, so
-            # the wire format is checked first: corrupt bytes must fail the RPC, not vanish.
-            protowire.check_wire_format(payload)
-            message: RecvT = request_type.FromString(payload)
+            # Corrupt bytes must fail the RPC (INTERNAL), never become a silently wrong message.
+            message: RecvT = codec.decode(request_type, payload)
         except Exception as exc:
             raise GRPCError(
                 Status.INTERNAL, f"could not decode the request message: {exc}"
@@ -145,7 +143,7 @@ class ServerStream(Generic[RecvT, SendT]):
 
     async def send_message(self, message: SendT) -> None:
         """Send one response message; waits while the peer's flow-control window is closed."""
-        payload: bytes = message.SerializeToString()  # type: ignore[attr-defined]
+        payload = codec.encode(message)
         self._command(self._host.conn.send_message, payload)
         self.headers_sent = True
         if self._host.conn.is_send_blocked(self.stream_id):

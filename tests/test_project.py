@@ -21,7 +21,7 @@ PURE_MODULES = {
     "events",
     "headers",
     "connection",
-    "status_details",
+    "status_details", "codec",
 }
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
 # Who may import which greeter module (cli -> server -> connection -> pure -> h2).
@@ -34,7 +34,8 @@ ALLOWED_INTERNAL = {
     "events": set(),
     "headers": {"compression", "metadata", "events"},
     "connection": {"compression", "headers", "events", "framing"},
-    "stream": {"connection", "events", "protowire", "status_details"},
+    "codec": {"protowire"},
+    "stream": {"codec", "connection", "events", "status_details"},
     "server": {"connection", "events", "stream", "status_details"},
     "service": set(),
 }
