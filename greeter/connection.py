@@ -497,7 +497,10 @@ class ServerConnection:
             self._h2.send_headers(stream_id, block)
             self._h2.send_data(stream_id, exc.message.encode() + b"\n", end_stream=True)
         if not ended:
-            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            # `ended` only covers END_STREAM on the HEADERS frame; a DATA frame with END_STREAM
+            # in the same read has already closed the stream (see _finish).
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
 
     def _inject_goaway(self, last_stream_id: int) -> None:
         # h2's close_connection() would also close its state machine and forbid the responses of
