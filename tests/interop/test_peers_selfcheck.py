@@ -191,9 +191,9 @@ def test_spawn_greeter_server_with_stand_in(
             import signal, socket, sys
             listener = socket.create_server(("127.0.0.1", 0))
             port = listener.getsockname()[1]
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             print("argv", sys.argv[1:])
             print(f"greeter: serving greet.Greeter on 127.0.0.1:{port}", file=sys.stderr)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             signal.pause()
             """
         )
