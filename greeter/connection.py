@@ -176,9 +176,12 @@ class ServerConnection:
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has already queued GOAWAY with the matching error code (RFC 9113 §5.4.1).
-            self.closed = True
             code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+            # h2 queues GOAWAY for an error inside its frame loop (RFC 9113 §5.4.1), but rejects
+            # a bad client preface (§3.4: HTTP/1.1, TLS to a cleartext port) before that loop.
+            if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                self._h2.close_connection(code)
+            self.closed = True
             reason = str(exc) or type(exc).__name__
             last = self._h2.highest_inbound_stream_id
             return [ConnectionTerminated(code, last, reason, local=True)]
@@ -233,13 +236,16 @@ class ServerConnection:
     ) -> None:
         """End the RPC with a status: Trailers, or Trailers-Only when nothing was sent yet."""
         stream = self._open_stream(stream_id)
-        stream.closing = True
+        # The block is built before the stream is marked closing: refused metadata raises
+        # ValueError or TypeError and must leave the RPC able to send its status.
         if not stream.headers_sent:
             block = headers.trailers_only(status, message, metadata, details)
+            stream.closing = True
             self._h2.send_headers(stream_id, block, end_stream=True)
             self._finish(stream)
             return
         stream.trailers = headers.trailers(status, message, metadata, details)
+        stream.closing = True
         self._flush(stream)
 
     def acknowledge(self, stream_id: int, flow_bytes: int) -> None:

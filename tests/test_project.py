@@ -21,7 +21,8 @@ PURE_MODULES = {
     "events",
     "headers",
     "connection",
-    "status_details", "codec",
+    "status_details",
+    "codec",
 }
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
 # Who may import which greeter module (cli -> server -> connection -> pure -> h2).
