@@ -144,7 +144,7 @@ class ServerConnection:
         )
         self._h2.decoder.max_header_list_size = self.config.max_header_list_size
         self._streams: dict[int, _Stream] = {}
-        self._preamble = bytearray()
+        self._held_output = bytearray()
         self._goaway_last_stream_id: int | None = None
         self._shutdown_started = False
         self.closed = False
@@ -192,9 +192,9 @@ class ServerConnection:
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call (possibly empty)."""
         data = self._h2.data_to_send()
-        if self._preamble:
-            data = bytes(self._preamble) + data
-            self._preamble.clear()
+        if self._held_output:
+            data = bytes(self._held_output) + data
+            self._held_output.clear()
         return data
 
     # -- commands --------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ class ServerConnection:
             out.append(RequestRejected(stream_id, f"malformed request: {exc}"))
             return
         except headers.RejectedRequestError as exc:
-            self._answer_rejected(stream_id, exc, ended=event.stream_ended is not None)
+            self._answer_rejected(stream_id, exc)
             out.append(RequestRejected(stream_id, exc.message))
             return
         self._streams[stream_id] = _Stream(
@@ -471,12 +471,17 @@ class ServerConnection:
         self._streams.pop(stream.stream_id, None)
         self._release(stream)
         if not stream.request_ended:
-            # RFC 9113 §8.1: after a complete response the server may reset with NO_ERROR so the
-            # client stops sending a request nobody reads (grpc-go does the same). When the
-            # request's END_STREAM came in the same read (h2 reports it after the DATA that made
-            # us answer), the stream is already closed and there is nothing to stop.
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
-                self._h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            self._stop_request(stream.stream_id)
+
+    def _stop_request(self, stream_id: int) -> None:
+        """After a complete response, ask the client to stop sending a request nobody reads.
+
+        RFC 9113 §8.1 allows RST_STREAM(NO_ERROR) for this (grpc-go does the same). When the
+        request's END_STREAM came in the same read (h2 reports it after the DATA that made us
+        answer), the stream is already closed and there is nothing to stop.
+        """
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
 
     def _release(self, stream: _Stream) -> None:
         """Return the flow-control credit of messages that will now never be consumed."""
@@ -492,9 +497,7 @@ class ServerConnection:
         self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
         out.append(RequestRejected(stream_id, f"refused: {reason}"))
 
-    def _answer_rejected(
-        self, stream_id: int, exc: headers.RejectedRequestError, ended: bool
-    ) -> None:
+    def _answer_rejected(self, stream_id: int, exc: headers.RejectedRequestError) -> None:
         if exc.http_status == 200:
             block = headers.trailers_only(exc.status, exc.message)
             self._h2.send_headers(stream_id, block, end_stream=True)
@@ -502,18 +505,14 @@ class ServerConnection:
             block = headers.http_error_headers(exc.http_status, exc.status, exc.message)
             self._h2.send_headers(stream_id, block)
             self._h2.send_data(stream_id, exc.message.encode() + b"\n", end_stream=True)
-        if not ended:
-            # `ended` only covers END_STREAM on the HEADERS frame; a DATA frame with END_STREAM
-            # in the same read has already closed the stream (see _finish).
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
-                self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._stop_request(stream_id)
 
     def _inject_goaway(self, last_stream_id: int) -> None:
         # h2's close_connection() would also close its state machine and forbid the responses of
         # in-flight streams, so graceful GOAWAYs are serialised here and queued in order.
-        self._preamble += self._h2.data_to_send()
+        self._held_output += self._h2.data_to_send()
         frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        self._preamble += frame.serialize()
+        self._held_output += frame.serialize()
 
 
 def _ignore(event: object, out: list[Event]) -> None:
