@@ -9,6 +9,7 @@ the core; this module only decides *when*.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Peer
 
-from greeter.connection import CoreConfig, ServerConnection, StreamGoneError
+from greeter.connection import CoreConfig, ServerConnection
 from greeter.events import (
     ConnectionTerminated,
     Event,
@@ -31,7 +32,6 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
-from greeter.status_details import encode_status
 from greeter.stream import ServerStream
 
 log = logging.getLogger("greeter.server")
@@ -256,13 +256,8 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         if stream.gone or stream.trailers_sent:
             return
-        encoded = encode_status(status.value, message, details) if details else None
-        try:
-            self.conn.send_trailers(stream.stream_id, status, message, (), encoded)
-        except StreamGoneError:
-            return
-        stream.trailers_sent = True
-        self.schedule_flush()
+        with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
+            stream.end(status, message, details)
 
     def _fail(self, stream: ServerStream[Any, Any], status: Status, message: str) -> None:
         """Answer the client with an error status and stop the handler."""

@@ -162,18 +162,18 @@ class ServerStream(Generic[RecvT, SendT]):
         metadata: MetadataLike | None = None,
     ) -> None:
         """End the RPC with a status; the handler may return afterwards, nothing more is sent."""
-        details = (
-            encode_status(status.value, status_message or "", status_details)
-            if (status_details)
-            else None
-        )
-        self._command(
-            self._host.conn.send_trailers,
-            status,
-            status_message or "",
-            _pairs(metadata),
-            details,
-        )
+        self.end(status, status_message or "", status_details, metadata)
+
+    def end(
+        self,
+        status: Status,
+        message: str = "",
+        details: Any = None,
+        metadata: MetadataLike | None = None,
+    ) -> None:
+        """Send the trailers now; `details` (protobuf messages) go into grpc-status-details-bin."""
+        encoded = encode_status(status.value, message, details) if details else None
+        self._command(self._host.conn.send_trailers, status, message, _pairs(metadata), encoded)
         self.trailers_sent = True
 
     async def cancel(self) -> None:

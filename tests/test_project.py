@@ -37,7 +37,7 @@ ALLOWED_INTERNAL = {
     "connection": {"compression", "headers", "events", "framing"},
     "codec": {"protowire"},
     "stream": {"codec", "connection", "events", "status_details"},
-    "server": {"connection", "events", "stream", "status_details"},
+    "server": {"connection", "events", "stream"},
     "service": set(),
 }
 
