@@ -26,23 +26,11 @@
 //
 // Metadata is printed as {key: [values]}; -bin values are base64 strings.
 
-const path = require('path');
-const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
+const { grpc, Greeter } = require('./greet');
 
-const PROTO_PATH = path.join(__dirname, '..', '..', 'greet.proto');
 const DEFAULT_DEADLINE_MS = 10000; // no scenario may hang the test that runs it
 const EIGHT_MIB = 8 * 1024 * 1024;
 const GZIP = 2; // grpc-js compression algorithm id: 0 identity, 1 deflate, 2 gzip
-
-const packageDefinition = protoLoader.loadSync(PROTO_PATH, {
-  keepCase: false,
-  longs: Number, // HelloRequest.count is a uint32: a Number is exact
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
-const { Greeter } = grpc.loadPackageDefinition(packageDefinition).greet;
 
 const STATUS_NAMES = Object.fromEntries(
   Object.entries(grpc.status).map(([name, code]) => [code, name]),

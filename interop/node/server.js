@@ -14,22 +14,10 @@
 // Every RPC copies the request metadata key `x-echo` (if present) into its trailing metadata.
 // Messages up to 8 MiB are accepted and sent (grpc-js defaults: 4 MiB receive).
 
-const path = require('path');
-const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
+const { grpc, Greeter } = require('./greet');
 
-const PROTO_PATH = path.join(__dirname, '..', '..', 'greet.proto');
 const EIGHT_MIB = 8 * 1024 * 1024;
 const FORCE_SHUTDOWN_MS = 2000;
-
-const packageDefinition = protoLoader.loadSync(PROTO_PATH, {
-  keepCase: false,
-  longs: Number, // HelloRequest.count is a uint32: a Number is exact
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
-const { Greeter } = grpc.loadPackageDefinition(packageDefinition).greet;
 
 // Trailing metadata for a call: its `x-echo` values, if the client sent any.
 function echoTrailers(call) {
