@@ -189,6 +189,15 @@ class _Connection(asyncio.Protocol):
 
     def _on_gone(self, event: RpcAborted | StreamReset) -> None:
         stream = self._rpcs.pop(event.stream_id, None)
+        if isinstance(event, RpcAborted):
+            # Bad request data: the client already has its status; the operator gets the reason.
+            log.info(
+                "stream %d from %s failed: %s %s",
+                event.stream_id,
+                self.peer.addr(),
+                event.status.name,
+                event.message,
+            )
         if stream is not None:
             log.debug("%s on stream %d ended early: %s", stream.path, event.stream_id, event)
             stream.abandon()
