@@ -15,7 +15,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import h2.config
 import h2.connection
@@ -43,6 +43,8 @@ from greeter.events import (
 )
 from greeter.framing import FramingError, MessageDecoder, MessageTooLargeError
 
+BytesObserver = Callable[[Literal["in", "out"], bytes], None]
+"""Called with each chunk received ("in") and each chunk handed out for sending ("out")."""
 MAX_STREAM_ID = 2**31 - 1
 SHUTDOWN_PING = b"greeter\x00"
 # Messages up to this size are sent as one bytes object (prefix copied in front); larger ones
@@ -120,8 +122,12 @@ class _Stream:
 class ServerConnection:
     """One HTTP/2 connection's gRPC server side, driven by bytes and commands."""
 
-    def __init__(self, config: CoreConfig | None = None) -> None:
+    def __init__(
+        self, config: CoreConfig | None = None, *, on_bytes: BytesObserver | None = None
+    ) -> None:
         self.config = config or CoreConfig()
+        self._on_bytes = on_bytes
+        """The wire tap's entry (DESIGN.md §1): sees every byte in and out; None costs nothing."""
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=False,
@@ -170,6 +176,8 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the socket; return what they caused, in order."""
+        if self._on_bytes is not None:
+            self._on_bytes("in", data)
         if self.closed:
             return []
         events: list[Event] = []
@@ -195,6 +203,8 @@ class ServerConnection:
         if self._held_output:
             data = bytes(self._held_output) + data
             self._held_output.clear()
+        if data and self._on_bytes is not None:
+            self._on_bytes("out", data)
         return data
 
     # -- commands --------------------------------------------------------------------------------
@@ -519,4 +529,4 @@ def _ignore(event: object, out: list[Event]) -> None:
     """h2 events the gRPC layer has no use for (SETTINGS ACKs, PINGs h2 answers, priority)."""
 
 
-__all__ = ["CoreConfig", "Metadata", "ServerConnection", "StreamGoneError"]
+__all__ = ["BytesObserver", "CoreConfig", "Metadata", "ServerConnection", "StreamGoneError"]
