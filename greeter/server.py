@@ -122,6 +122,11 @@ class _Connection(asyncio.Protocol):
             self._writable.set_result(None)
         self._writable = None
 
+    @property
+    def write_paused(self) -> bool:
+        """The transport's write buffer is above its high-water mark (pause_writing)."""
+        return self._writable is not None
+
     # -- RpcHost, used by ServerStream --------------------------------------------------------
 
     def schedule_flush(self) -> None:

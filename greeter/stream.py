@@ -44,6 +44,9 @@ class RpcHost(Protocol):
 
     def message_sent(self) -> bool: ...
 
+    @property
+    def write_paused(self) -> bool: ...
+
 
 def _pairs(metadata: MetadataLike | None) -> Iterable[tuple[str, str | bytes]]:
     if metadata is None:
@@ -146,7 +149,7 @@ class ServerStream(Generic[RecvT, SendT]):
         payload = codec.encode(message)
         self._command(self._host.conn.send_message, payload)
         self.headers_sent = True
-        if self._host.conn.is_send_blocked(self.stream_id):
+        if self._host.write_paused or self._host.conn.is_send_blocked(self.stream_id):
             await self._host.send_window_open(self.stream_id)
         elif self._host.message_sent():
             await asyncio.sleep(0)
