@@ -90,3 +90,16 @@ def test_generated_code_matches_proto() -> None:
         check=False,
     )
     assert result.returncode == 0, f"gen/ drifted from greet.proto:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "tap").glob("*.py")), ids=lambda p: p.name)
+def test_the_tap_never_touches_the_core_or_io(path: Path) -> None:
+    """DESIGN.md §1: the core never imports the tap and the tap never imports core or server."""
+    names = imported_modules(path)
+    roots = {name.split(".")[0] for name in names}
+    assert not roots & IO_MODULES, f"greeter/tap/{path.name} imports {roots & IO_MODULES}"
+    forbidden = {"greeter.connection", "greeter.server", "greeter.stream", "greeter.cli"}
+    assert not names & forbidden, f"greeter/tap/{path.name} imports {names & forbidden}"
+    for module in PURE_MODULES | {"server", "stream"}:
+        core_imports = imported_modules(PACKAGE / f"{module}.py")
+        assert not any(n.startswith("greeter.tap") for n in core_imports)

@@ -1,0 +1,179 @@
+"""Records the wire tap emits: small frozen dataclasses, one per observed event.
+
+Layer: wire observer (records). Rule: pure -- stdlib only, no I/O; never imports
+greeter.connection or greeter.server.
+
+Every record carries ``connection_id``, ``direction`` and ``timestamp`` so that records of all
+layers correlate. ``direction`` is seen from the tapped endpoint: ``"in"`` is what it received,
+``"out"`` what it sent. ``timestamp`` is the tap clock (``time.monotonic`` by default) read when
+the chunk that completed the record was fed, so every record decoded from one chunk shares it.
+
+Frame records keep the frame header fields (``type``, ``flags``, ``raw_flags``, ``stream_id``,
+``length``) for every frame and fill only the payload fields that belong to the frame's type;
+the others stay ``None`` (or ``0`` for ``padding``). Field by type:
+
+======================  ====================================================================
+type                    fields set
+======================  ====================================================================
+DATA                    ``data`` (payload without padding), ``padding``
+HEADERS                 ``priority`` if the PRIORITY flag is set, ``padding``, ``headers`` if
+                        END_HEADERS is set (the HPACK-decoded list of the whole block)
+CONTINUATION            ``headers`` on the CONTINUATION that carries END_HEADERS
+PUSH_PROMISE            ``promised_stream_id``, ``padding``, ``headers`` as for HEADERS
+PRIORITY                ``priority``
+RST_STREAM              ``error_code``
+SETTINGS                ``settings`` (``()`` for an ACK), in wire order, duplicates kept
+PING                    ``ping_data`` (8 bytes); ACK in ``flags``
+GOAWAY                  ``last_stream_id``, ``error_code``, ``debug_data``
+WINDOW_UPDATE           ``window_increment``
+UNKNOWN(0xNN)           ``payload`` (the raw frame payload); ``flags`` is ``()``
+======================  ====================================================================
+
+Names follow RFC 9113: frame types (``"HEADERS"``), flags (``"END_STREAM"``, ``"ACK"``,
+``"END_HEADERS"``, ``"PADDED"``, ``"PRIORITY"``, in bit order), settings
+(``"MAX_CONCURRENT_STREAMS"``; RFC 8441/9218 ids too; others as ``"0xNN"``) and error codes
+(``"REFUSED_STREAM"``; others as ``"0xNN"``). Header names and values are decoded as UTF-8;
+bytes that are not valid UTF-8 appear as ``\\xNN`` escapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+Direction = Literal["in", "out"]
+
+FRAME_TYPES: dict[int, str] = {
+    0x0: "DATA",
+    0x1: "HEADERS",
+    0x2: "PRIORITY",
+    0x3: "RST_STREAM",
+    0x4: "SETTINGS",
+    0x5: "PUSH_PROMISE",
+    0x6: "PING",
+    0x7: "GOAWAY",
+    0x8: "WINDOW_UPDATE",
+    0x9: "CONTINUATION",
+}
+
+SETTINGS_NAMES: dict[int, str] = {
+    0x1: "HEADER_TABLE_SIZE",
+    0x2: "ENABLE_PUSH",
+    0x3: "MAX_CONCURRENT_STREAMS",
+    0x4: "INITIAL_WINDOW_SIZE",
+    0x5: "MAX_FRAME_SIZE",
+    0x6: "MAX_HEADER_LIST_SIZE",
+    0x8: "ENABLE_CONNECT_PROTOCOL",  # RFC 8441
+    0x9: "NO_RFC7540_PRIORITIES",  # RFC 9218
+}
+
+ERROR_CODES: dict[int, str] = {
+    0x0: "NO_ERROR",
+    0x1: "PROTOCOL_ERROR",
+    0x2: "INTERNAL_ERROR",
+    0x3: "FLOW_CONTROL_ERROR",
+    0x4: "SETTINGS_TIMEOUT",
+    0x5: "STREAM_CLOSED",
+    0x6: "FRAME_SIZE_ERROR",
+    0x7: "REFUSED_STREAM",
+    0x8: "CANCEL",
+    0x9: "COMPRESSION_ERROR",
+    0xA: "CONNECT_ERROR",
+    0xB: "ENHANCE_YOUR_CALM",
+    0xC: "INADEQUATE_SECURITY",
+    0xD: "HTTP_1_1_REQUIRED",
+}
+
+
+def hex_id(value: int) -> str:
+    """The spelling of an unnamed code: ``0x0a``, ``0xff``, ``0x1234``."""
+    return f"0x{value:02x}"
+
+
+def frame_type_name(frame_type: int) -> str:
+    """RFC 9113 name of a frame type, or ``UNKNOWN(0xNN)``."""
+    name = FRAME_TYPES.get(frame_type)
+    return name if name is not None else f"UNKNOWN({hex_id(frame_type)})"
+
+
+def setting_name(setting_id: int) -> str:
+    """Registered name of a setting identifier, or ``0xNN``."""
+    return SETTINGS_NAMES.get(setting_id) or hex_id(setting_id)
+
+
+def error_code_name(code: int) -> str:
+    """RFC 9113 name of an error code, or ``0xNN``."""
+    return ERROR_CODES.get(code) or hex_id(code)
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    """The priority fields of a PRIORITY frame or of a HEADERS frame with the PRIORITY flag."""
+
+    depends_on: int
+    weight: int
+    """The wire value plus one (1..256), as RFC 9113 section 5.3.2 defines it."""
+    exclusive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrefaceRecord:
+    """The 24-byte client connection preface (``PRI * HTTP/2.0...``) was seen."""
+
+    layer: ClassVar[str] = "frame"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One HTTP/2 frame; see the module docstring for which fields each type fills."""
+
+    layer: ClassVar[str] = "frame"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    stream_id: int
+    type: str
+    flags: tuple[str, ...]
+    raw_flags: int
+    """The flags byte as sent, defined bits or not."""
+    length: int
+    """Payload length from the frame header (padding included): what flow control counts."""
+    headers: tuple[tuple[str, str], ...] | None = None
+    settings: tuple[tuple[str, int], ...] | None = None
+    window_increment: int | None = None
+    error_code: str | None = None
+    last_stream_id: int | None = None
+    debug_data: bytes | None = None
+    ping_data: bytes | None = None
+    data: bytes | None = None
+    padding: int = 0
+    """Padding bytes after the payload (the Pad Length value; the Pad Length octet not counted)."""
+    priority: Priority | None = None
+    promised_stream_id: int | None = None
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeErrorRecord:
+    """The bytes of this direction stopped making sense; the decoder ignores the rest.
+
+    ``offset`` counts bytes of this direction from the first byte fed (preface included) to the
+    start of the frame (or preface) that failed.
+    """
+
+    layer: ClassVar[str] = "frame"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    reason: str
+    offset: int
+    stream_id: int = 0
+
+
+Record = FrameRecord | PrefaceRecord | DecodeErrorRecord
