@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
@@ -43,6 +44,18 @@ UNARY_REQUEST = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
 MESSAGES_PER_TURN = 64
 
 
+class ConnectionObserver(Protocol):
+    """Sees a connection's raw bytes (the wire tap): DESIGN.md §1, handed to the core."""
+
+    def observe(self, direction: Literal["in", "out"], data: bytes) -> None: ...
+
+    def close(self, reason: str) -> None: ...
+
+
+ObserverFactory = Callable[[int, Any], ConnectionObserver]
+"""Called with (connection id, peer address) when a connection is accepted."""
+
+
 class Service(Protocol):
     """Anything with grpclib's service contract: betterproto2 bases, grpclib's Health, ..."""
 
@@ -64,7 +77,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
-        self.conn = ServerConnection(server.config.limits)
+        self.connection_id = server.next_connection_id()
+        self._observer: ConnectionObserver | None = None
         self._rpcs: dict[int, ServerStream[Any, Any]] = {}
         self._send_waiters: dict[int, asyncio.Future[None]] = {}
         self._flush_scheduled = False
@@ -92,6 +106,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = Peer(transport)
         self._server.connections.add(self)
+        on_bytes = None
+        if self._server.tap is not None:
+            self._observer = self._server.tap(self.connection_id, self.peer.addr())
+            on_bytes = self._observer.observe
+        self.conn = ServerConnection(self._server.config.limits, on_bytes=on_bytes)
         self.conn.initiate()
         self._flush()
 
@@ -102,6 +121,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
+        if self._observer is not None:
+            self._observer.close(str(exc) if exc else "closed")
         for stream in self._rpcs.values():
             stream.abandon()
         self._rpcs.clear()
@@ -330,6 +351,7 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 0,
         config: ServerConfig | None = None,
+        tap: ObserverFactory | None = None,
     ) -> None:
         self.mapping: dict[str, Handler] = {}
         for service in services:
@@ -337,8 +359,15 @@ class Server:
         self.host = host
         self.requested_port = port
         self.config = config or ServerConfig()
+        self.tap = tap
+        """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
         self.connections: set[_Connection] = set()
+        self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+
+    def next_connection_id(self) -> int:
+        """Connection ids are unique per server, in accept order: trace records carry them."""
+        return next(self._connection_ids)
 
     @property
     def service_names(self) -> list[str]:

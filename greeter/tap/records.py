@@ -176,4 +176,121 @@ class DecodeErrorRecord:
     stream_id: int = 0
 
 
-Record = FrameRecord | PrefaceRecord | DecodeErrorRecord
+@dataclass(frozen=True, slots=True)
+class RawField:
+    """One protobuf wire field of a message whose type is unknown (``protoc --decode_raw``).
+
+    ``value`` is an int (VARINT, I64, I32), the field's bytes (LEN) or, for a LEN value that
+    itself parses as protobuf, a tuple of nested fields.
+    """
+
+    number: int
+    wire_type: int
+    value: int | bytes | tuple[RawField, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One gRPC Length-Prefixed-Message, reassembled from the DATA frames of a stream.
+
+    Decoded three ways, best first: ``decoded`` (the message dataclass for the route and
+    direction, when the tap knows the service), else ``fields`` (wire fields, schema-free),
+    else only ``data`` with ``error`` saying why it could not be decoded.
+    """
+
+    layer: ClassVar[str] = "message"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    stream_id: int
+    method: str | None
+    """The RPC's :path, when its request headers were seen."""
+    index: int
+    """1-based position of this message in its stream and direction."""
+    compressed: bool
+    length: int
+    """Message-Length from the 5-byte prefix (compressed size when compressed)."""
+    encoding: str
+    """The stream's grpc-encoding for this direction (``identity`` when absent)."""
+    data: bytes
+    """The message bytes, decompressed."""
+    decoded: object | None = None
+    fields: tuple[RawField, ...] | None = None
+    error: str | None = None
+
+
+RpcEvent = Literal["start", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcRecord:
+    """An RPC began (request headers seen) or ended (trailers, Trailers-Only or RST_STREAM).
+
+    ``direction`` is that of the frame that caused the record. At ``end``, ``timings`` gives each
+    milestone in seconds since ``start``: ``response_headers``, ``first_request``,
+    ``last_request``, ``first_response``, ``last_response``, ``trailers`` (those that happened).
+    """
+
+    layer: ClassVar[str] = "rpc"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    stream_id: int
+    event: RpcEvent
+    method: str
+    peer: str | None = None
+    authority: str | None = None
+    timeout: float | None = None
+    """grpc-timeout in seconds (the deadline relative to ``start``)."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Custom request metadata at ``start`` (secrets redacted), trailing metadata at ``end``."""
+    status: int | None = None
+    status_name: str | None = None
+    status_message: str | None = None
+    status_details: tuple[tuple[str, object], ...] | None = None
+    """grpc-status-details-bin decoded: (type_url, decoded detail or raw fields) per detail."""
+    reset: str | None = None
+    """RST_STREAM error code name when the stream was reset instead of (or after) trailers."""
+    requests: int = 0
+    responses: int = 0
+    timings: tuple[tuple[str, float], ...] = ()
+
+
+ConnectionEvent = Literal["open", "window", "stall", "unstall", "ping_rtt", "goaway", "close"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """Connection-level state: flow-control windows, stalls, PING round trips, GOAWAY, close.
+
+    Windows are seen from the tapped endpoint: ``*_in`` is how much the peer may still send
+    (our receive window), ``*_out`` how much we may still send. ``window`` records follow every
+    DATA, WINDOW_UPDATE and SETTINGS that changes a window; ``stream_id`` 0 means only the
+    connection windows changed. A ``stall`` is a window of a direction reaching zero or below
+    (``direction`` is the blocked flow, ``stream_id`` 0 for the connection window); ``unstall``
+    is its release, with ``duration``. ``ping_rtt`` has ``duration`` from PING to its ACK.
+    """
+
+    layer: ClassVar[str] = "connection"
+
+    connection_id: int
+    direction: Direction | None
+    timestamp: float
+    stream_id: int
+    event: ConnectionEvent
+    connection_in: int | None = None
+    connection_out: int | None = None
+    stream_in: int | None = None
+    stream_out: int | None = None
+    duration: float | None = None
+    error_code: str | None = None
+    last_stream_id: int | None = None
+    reason: str | None = None
+    peer: str | None = None
+
+
+Record = (
+    FrameRecord | PrefaceRecord | DecodeErrorRecord | MessageRecord | RpcRecord | ConnectionRecord
+)
