@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
@@ -33,6 +33,7 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
+from greeter.observers import ObserverFactory, SafeObserver, format_peer, open_observer
 from greeter.stream import ServerStream
 
 log = logging.getLogger("greeter.server")
@@ -42,18 +43,6 @@ UNARY_REQUEST = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
 # this many messages without a flush the driver writes and yields, so resets and other clients
 # are served while a large stream is produced.
 MESSAGES_PER_TURN = 64
-
-
-class ConnectionObserver(Protocol):
-    """Sees a connection's raw bytes (the wire tap): DESIGN.md §1, handed to the core."""
-
-    def observe(self, direction: Literal["in", "out"], data: bytes) -> None: ...
-
-    def close(self, reason: str) -> None: ...
-
-
-ObserverFactory = Callable[[int, Any], ConnectionObserver]
-"""Called with (connection id, peer address) when a connection is accepted."""
 
 
 class Service(Protocol):
@@ -78,7 +67,7 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._loop = asyncio.get_running_loop()
         self.connection_id = server.next_connection_id()
-        self._observer: ConnectionObserver | None = None
+        self._observer: SafeObserver | None = None
         self._rpcs: dict[int, ServerStream[Any, Any]] = {}
         self._send_waiters: dict[int, asyncio.Future[None]] = {}
         self._flush_scheduled = False
@@ -106,10 +95,10 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = Peer(transport)
         self._server.connections.add(self)
-        on_bytes = None
-        if self._server.tap is not None:
-            self._observer = self._server.tap(self.connection_id, self.peer.addr())
-            on_bytes = self._observer.observe
+        self._observer = open_observer(
+            self._server.tap, self.connection_id, format_peer(self.peer.addr())
+        )
+        on_bytes = self._observer.observe if self._observer is not None else None
         self.conn = ServerConnection(self._server.config.limits, on_bytes=on_bytes)
         self.conn.initiate()
         self._flush()

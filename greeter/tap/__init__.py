@@ -3,30 +3,59 @@
 Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server
 (DESIGN.md section 1). The core hands raw bytes to the tap; the tap only reads them.
 
-Today only the frame layer exists: :class:`FrameDecoder` turns one direction's bytes into
-:class:`FrameRecord`, :class:`PrefaceRecord` and :class:`DecodeErrorRecord` (see records.py).
+:class:`Tap` (one per connection, the server's ``ConnectionObserver``) emits records of four
+layers (see records.py): frame (:class:`FrameDecoder`, one per direction), message and rpc
+(tap/rpc.py, decoded with :class:`MessageTypes`), connection (tap/flow.py and tap.py).
 """
 
 from __future__ import annotations
 
+from greeter.tap.decode import decode_raw
+from greeter.tap.filters import RecordFilter
 from greeter.tap.frames import MAX_FRAME_LENGTH, MAX_HEADER_BLOCK, FrameDecoder
+from greeter.tap.jsonl import dumps, read_jsonl
 from greeter.tap.records import (
+    ConnectionRecord,
     DecodeErrorRecord,
     Direction,
     FrameRecord,
+    MessageRecord,
     PrefaceRecord,
     Priority,
+    RawField,
     Record,
+    RpcRecord,
 )
+from greeter.tap.resolve import MessageTypes
+from greeter.tap.sinks import RecordQueue, TraceWriter, fan_out
+from greeter.tap.tap import DEFAULT_REDACT, REDACTED, Tap, TapFactory
+from greeter.tap.text import TextFormatter
 
 __all__ = [
+    "DEFAULT_REDACT",
     "MAX_FRAME_LENGTH",
     "MAX_HEADER_BLOCK",
+    "REDACTED",
+    "ConnectionRecord",
     "DecodeErrorRecord",
     "Direction",
     "FrameDecoder",
     "FrameRecord",
+    "MessageRecord",
+    "MessageTypes",
     "PrefaceRecord",
     "Priority",
+    "RawField",
     "Record",
+    "RecordFilter",
+    "RecordQueue",
+    "RpcRecord",
+    "Tap",
+    "TapFactory",
+    "TextFormatter",
+    "TraceWriter",
+    "decode_raw",
+    "dumps",
+    "fan_out",
+    "read_jsonl",
 ]

@@ -26,6 +26,7 @@ error the direction is dead: :meth:`FrameDecoder.feed` returns ``[]`` and buffer
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -299,5 +300,7 @@ class FrameDecoder:
         try:
             fields = self._hpack.decode(block, raw=True)
         except hpack.HPACKError as exc:
-            raise _DecodeError(f"HPACK: {exc}", stream_id) from exc
+            # hpack's messages can embed a memoryview's repr (an address): keep the reason stable.
+            reason = re.sub(r" from <memory at 0x[0-9a-f]+>", "", str(exc))
+            raise _DecodeError(f"HPACK: {reason}", stream_id) from exc
         return tuple((_text(bytes(name)), _text(bytes(value))) for name, value in fields)

@@ -163,7 +163,8 @@ class DecodeErrorRecord:
     """The bytes of this direction stopped making sense; the decoder ignores the rest.
 
     ``offset`` counts bytes of this direction from the first byte fed (preface included) to the
-    start of the frame (or preface) that failed.
+    start of the frame (or preface) that failed; it is -1 for an internal error of the tap, after
+    which the tap emits nothing more.
     """
 
     layer: ClassVar[str] = "frame"
@@ -195,7 +196,10 @@ class MessageRecord:
 
     Decoded three ways, best first: ``decoded`` (the message dataclass for the route and
     direction, when the tap knows the service), else ``fields`` (wire fields, schema-free),
-    else only ``data`` with ``error`` saying why it could not be decoded.
+    else only ``data`` with ``error`` saying why it could not be decoded. ``error`` is also set
+    next to ``fields`` when the known message class rejected the bytes, and alone (``data``
+    empty) when the stream's messages could not be framed: a bad prefix or a stream ending
+    inside a message; decoding of that stream and direction stops there.
     """
 
     layer: ClassVar[str] = "message"
@@ -250,9 +254,11 @@ class RpcRecord:
     status_name: str | None = None
     status_message: str | None = None
     status_details: tuple[tuple[str, object], ...] | None = None
-    """grpc-status-details-bin decoded: (type_url, decoded detail or raw fields) per detail."""
+    """grpc-status-details-bin decoded: (type_url, decoded detail or raw fields) per detail;
+    None when absent or not a valid google.rpc.Status (the trailers' frame record shows it)."""
     reset: str | None = None
-    """RST_STREAM error code name when the stream was reset instead of (or after) trailers."""
+    """RST_STREAM error code name when the stream was reset before its status was seen (a reset
+    after the trailers shows only as a frame)."""
     requests: int = 0
     responses: int = 0
     timings: tuple[tuple[str, float], ...] = ()
@@ -270,7 +276,9 @@ class ConnectionRecord:
     DATA, WINDOW_UPDATE and SETTINGS that changes a window; ``stream_id`` 0 means only the
     connection windows changed. A ``stall`` is a window of a direction reaching zero or below
     (``direction`` is the blocked flow, ``stream_id`` 0 for the connection window); ``unstall``
-    is its release, with ``duration``. ``ping_rtt`` has ``duration`` from PING to its ACK.
+    is its release, with ``duration``. ``ping_rtt`` has ``duration`` from PING to its ACK and
+    the direction the PING went. ``open`` (the client preface) and ``close`` carry ``peer``;
+    ``close`` has no direction. Window arithmetic and its approximation: greeter/tap/flow.py.
     """
 
     layer: ClassVar[str] = "connection"

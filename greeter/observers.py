@@ -1,0 +1,73 @@
+"""Attaching byte observers (the wire tap) to connections: the contract and its safe wrapper.
+
+Layer: adapter glue shared by the server, the proxy and the tapped client (no protocol logic).
+An observer sees a connection's raw bytes in both directions; DESIGN.md §1 hands it to the core
+as a callable. A failing observer stops tracing, never the connection it watches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+log = logging.getLogger("greeter.tap")
+
+
+class ConnectionObserver(Protocol):
+    """Sees a connection's raw bytes (the wire tap): DESIGN.md §1, handed to the core."""
+
+    def observe(self, direction: Literal["in", "out"], data: bytes) -> None: ...
+
+    def close(self, reason: str) -> None: ...
+
+
+ObserverFactory = Callable[[int, Any], ConnectionObserver]
+"""Called with (connection id, peer address) when a connection is accepted."""
+
+
+def format_peer(peername: Any) -> str | None:
+    """``host:port`` (``[v6]:port``) for a socket's peername, None when unknown."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return None if peername is None else str(peername)
+
+
+class SafeObserver:
+    """Wraps an observer so that a failing tap stops tracing, never the connection it watches."""
+
+    def __init__(self, observer: ConnectionObserver, connection_id: int) -> None:
+        self._observer: ConnectionObserver | None = observer
+        self._connection_id = connection_id
+
+    def observe(self, direction: Literal["in", "out"], data: bytes) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer.observe(direction, data)
+        except Exception:
+            log.exception("connection %d: the tap failed; tracing stops", self._connection_id)
+            self._observer = None
+
+    def close(self, reason: str) -> None:
+        if self._observer is None:
+            return
+        observer, self._observer = self._observer, None
+        try:
+            observer.close(reason)
+        except Exception:
+            log.exception("connection %d: the tap failed on close", self._connection_id)
+
+
+def open_observer(
+    tap: ObserverFactory | None, connection_id: int, peer: str | None
+) -> SafeObserver | None:
+    """``tap(connection_id, peer)`` wrapped in a SafeObserver; None without a tap or if it fails."""
+    if tap is None:
+        return None
+    try:
+        return SafeObserver(tap(connection_id, peer), connection_id)
+    except Exception:
+        log.exception("connection %d: the tap factory failed; not tracing it", connection_id)
+        return None

@@ -1,0 +1,311 @@
+"""RPC and message layers of the wire tap: one stream's headers and DATA -> rpc/message records.
+
+Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server.
+
+Which side is which comes from the tap's role: requests travel in the *request direction*
+(``"in"`` when the tapped endpoint is a server), responses the other way. An RPC starts at its
+request headers (:meth:`Calls.start`, called by the tap for a new stream) and ends at the first
+of: response HEADERS carrying ``grpc-status`` or END_STREAM (trailers, or Trailers-Only), or
+RST_STREAM (gRPC doc/PROTOCOL-HTTP2.md). A reset after the end shows only as a frame.
+
+Messages are reassembled per stream and direction with :class:`greeter.framing.MessageDecoder`
+(limit :data:`MAX_MESSAGE_SIZE`), decompressed with the direction's ``grpc-encoding`` (bounded
+by the same limit) and decoded by :func:`greeter.tap.decode.decode_payload`. A broken prefix
+(flag > 1, length above the limit) or a stream that ends inside a message yields one
+MessageRecord with ``error`` and stops decoding that direction of that stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from grpclib.const import Status
+
+from greeter import compression
+from greeter.framing import FramedMessage, FramingError, MessageDecoder, MessageTooLargeError
+from greeter.metadata import decode_grpc_message, is_reserved_header, parse_timeout
+from greeter.tap.decode import decode_payload, decode_status_details
+from greeter.tap.records import Direction, FrameRecord, MessageRecord, Record, RpcRecord
+from greeter.tap.resolve import MessageTypes
+
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+"""Largest message (compressed or not) the tap reassembles and decompresses."""
+MILESTONES = (
+    "response_headers",
+    "first_request",
+    "last_request",
+    "first_response",
+    "last_response",
+    "trailers",
+)
+_STATUS_NAMES: dict[int | None, str] = {status.value: status.name for status in Status}
+Headers = tuple[tuple[str, str], ...]
+
+
+class _Call:
+    """What the tap remembers of one RPC while its stream is open."""
+
+    __slots__ = (
+        "authority",
+        "counts",
+        "decoders",
+        "encodings",
+        "ended",
+        "method",
+        "milestones",
+        "responding",
+        "start",
+        "timeout",
+        "types",
+    )
+
+    def __init__(
+        self, method: str, start: float, types: tuple[type[Any], type[Any]] | None
+    ) -> None:
+        self.method = method
+        self.start = start
+        self.types = types
+        self.authority: str | None = None
+        self.timeout: float | None = None
+        self.encodings: dict[Direction, str] = {"in": "identity", "out": "identity"}
+        self.decoders: dict[Direction, MessageDecoder | None] = {
+            "in": MessageDecoder(MAX_MESSAGE_SIZE),
+            "out": MessageDecoder(MAX_MESSAGE_SIZE),
+        }
+        self.counts: dict[Direction, int] = {"in": 0, "out": 0}
+        self.milestones: dict[str, float] = {}
+        self.responding = False
+        """Response-Headers were seen: the next response HEADERS are trailers."""
+        self.ended = False
+
+    def mark(self, milestone: str, now: float, *, first: bool = False) -> None:
+        if not (first and milestone in self.milestones):
+            self.milestones[milestone] = now
+
+    def timings(self) -> tuple[tuple[str, float], ...]:
+        """The milestones reached, in MILESTONES order, in seconds since the start."""
+        return tuple(
+            (name, self.milestones[name] - self.start)
+            for name in MILESTONES
+            if name in self.milestones
+        )
+
+
+def _timeout(value: str | None) -> float | None:
+    try:
+        return parse_timeout(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _status(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+class Calls:
+    """The open RPCs of one connection, keyed by stream id; emits message and rpc records."""
+
+    __slots__ = ("_calls", "_connection_id", "_emit", "_peer", "_requests", "_responses", "_types")
+
+    def __init__(
+        self,
+        emit: Callable[[Record], None],
+        *,
+        connection_id: int,
+        requests: Direction,
+        peer: str | None,
+        types: MessageTypes | None,
+    ) -> None:
+        self._emit = emit
+        self._connection_id = connection_id
+        self._requests: Direction = requests
+        self._responses: Direction = "out" if requests == "in" else "in"
+        self._peer = peer
+        self._types = types
+        self._calls: dict[int, _Call] = {}
+
+    def start(self, record: FrameRecord, headers: Headers) -> None:
+        """Request headers opened a stream: remember the RPC and emit ``start``."""
+        fields = dict(headers)
+        method = fields.get(":path", "")
+        call = _Call(method, record.timestamp, self._types.lookup(method) if self._types else None)
+        call.authority = fields.get(":authority")
+        call.timeout = _timeout(fields.get("grpc-timeout"))
+        call.encodings[self._requests] = fields.get("grpc-encoding", compression.IDENTITY)
+        self._calls[record.stream_id] = call
+        self._emit(
+            RpcRecord(
+                self._connection_id,
+                record.direction,
+                record.timestamp,
+                record.stream_id,
+                "start",
+                method,
+                peer=self._peer,
+                authority=call.authority,
+                timeout=call.timeout,
+                metadata=_custom(headers),
+            )
+        )
+
+    def drop(self, stream_id: int) -> None:
+        """The stream closed or is no longer tracked."""
+        self._calls.pop(stream_id, None)
+
+    def on_headers(self, record: FrameRecord, headers: Headers, end: bool) -> None:
+        """A header block after the request headers: Response-Headers, trailers or noise."""
+        call = self._calls.get(record.stream_id)
+        if call is None or record.direction == self._requests:
+            return  # request trailers carry nothing gRPC defines
+        fields = dict(headers)
+        if "grpc-status" in fields or end:
+            call.mark("trailers", record.timestamp)
+            self._end(call, record, fields, metadata=_custom(headers))
+        elif not call.responding:
+            call.responding = True
+            call.encodings[record.direction] = fields.get("grpc-encoding", compression.IDENTITY)
+            call.mark("response_headers", record.timestamp)
+
+    def on_reset(self, record: FrameRecord) -> None:
+        """RST_STREAM ends the RPC unless its status was already seen."""
+        call = self._calls.get(record.stream_id)
+        if call is not None:
+            self._end(call, record, {}, reset=record.error_code)
+
+    def on_data(self, record: FrameRecord, end: bool) -> None:
+        """Reassemble the DATA payload into messages; END_STREAM of a response ends the RPC."""
+        call = self._calls.get(record.stream_id)
+        if call is None:
+            return
+        decoder = call.decoders[record.direction]
+        if decoder is not None:
+            self._reassemble(call, record, decoder, end)
+        if end and record.direction == self._responses:
+            self._end(call, record, {})  # no trailers: the response ended without a status
+
+    def _reassemble(
+        self, call: _Call, record: FrameRecord, decoder: MessageDecoder, end: bool
+    ) -> None:
+        try:
+            framed = decoder.feed(record.data or b"")
+        except (FramingError, MessageTooLargeError) as exc:
+            length = exc.length if isinstance(exc, MessageTooLargeError) else 0
+            self._fail(call, record, f"bad message prefix: {exc}", length)
+            return
+        for message in framed:
+            self._message(call, record, message)
+        if end and decoder.buffered:
+            reason = f"stream ended inside a message ({decoder.buffered} bytes buffered)"
+            self._fail(call, record, reason, 0)
+
+    def _fail(self, call: _Call, record: FrameRecord, error: str, length: int) -> None:
+        """One MessageRecord saying why; decoding of this direction of the stream stops."""
+        direction = record.direction
+        call.decoders[direction] = None
+        call.counts[direction] += 1
+        self._emit(
+            MessageRecord(
+                self._connection_id,
+                direction,
+                record.timestamp,
+                record.stream_id,
+                call.method,
+                call.counts[direction],
+                compressed=False,
+                length=length,
+                encoding=call.encodings[direction],
+                data=b"",
+                error=error,
+            )
+        )
+
+    def _message(self, call: _Call, record: FrameRecord, message: FramedMessage) -> None:
+        direction = record.direction
+        encoding = call.encodings[direction]
+        data, error = message.payload, None
+        if message.compressed:
+            data, error = _decompress(encoding, message.payload)
+        decoded = fields = None
+        is_request = direction == self._requests
+        if error is None:
+            message_type = call.types[0 if is_request else 1] if call.types else None
+            decoded, fields, error = decode_payload(message_type, data)
+        call.counts[direction] += 1
+        kind = "request" if is_request else "response"
+        call.mark(f"first_{kind}", record.timestamp, first=True)
+        call.mark(f"last_{kind}", record.timestamp)
+        self._emit(
+            MessageRecord(
+                self._connection_id,
+                direction,
+                record.timestamp,
+                record.stream_id,
+                call.method,
+                call.counts[direction],
+                message.compressed,
+                len(message.payload),
+                encoding,
+                data,
+                decoded,
+                fields,
+                error,
+            )
+        )
+
+    def _end(
+        self,
+        call: _Call,
+        record: FrameRecord,
+        fields: dict[str, str],
+        *,
+        metadata: Headers = (),
+        reset: str | None = None,
+    ) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        status = _status(fields.get("grpc-status"))
+        message = fields.get("grpc-message")
+        details = fields.get("grpc-status-details-bin")
+        self._emit(
+            RpcRecord(
+                self._connection_id,
+                record.direction,
+                record.timestamp,
+                record.stream_id,
+                "end",
+                call.method,
+                peer=self._peer,
+                authority=call.authority,
+                timeout=call.timeout,
+                metadata=metadata,
+                status=status,
+                status_name=_STATUS_NAMES.get(status),
+                status_message=decode_grpc_message(message) if message is not None else None,
+                status_details=(
+                    decode_status_details(details, self._types) if details is not None else None
+                ),
+                reset=reset,
+                requests=call.counts[self._requests],
+                responses=call.counts[self._responses],
+                timings=call.timings(),
+            )
+        )
+
+
+def _custom(headers: Headers) -> Headers:
+    """Custom metadata: every field the transport does not own (values as on the wire)."""
+    return tuple((name, value) for name, value in headers if not is_reserved_header(name))
+
+
+def _decompress(encoding: str, payload: bytes) -> tuple[bytes, str | None]:
+    """(decompressed, None), or (payload, why not)."""
+    if encoding == compression.IDENTITY:
+        return payload, "Compressed-Flag set without a grpc-encoding"
+    if not compression.is_supported(encoding):
+        return payload, f"unsupported grpc-encoding {encoding!r}"
+    try:
+        return compression.decompress(encoding, payload, MAX_MESSAGE_SIZE), None
+    except (compression.DecompressionError, compression.DecompressedTooLargeError) as exc:
+        return payload, f"{encoding}: {exc}"
