@@ -166,6 +166,8 @@ def _frame_payload(record: FrameRecord, style: _Style) -> list[str]:
         parts.append(record.ping_data.hex())
     if record.payload is not None:
         parts.append(style.blob(record.payload))
+    if record.data:  # DATA bytes as sent (gRPC prefix included), cut at max_bytes with the size
+        parts.append(style.blob(record.data))
     return parts
 
 

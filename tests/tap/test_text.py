@@ -116,7 +116,7 @@ GOLDEN: list[tuple[Record, str]] = [
         frame(
             "DATA", 1, flags=("END_STREAM", "PADDED"), raw_flags=9, length=20, data=b"x", padding=3
         ),
-        "+0.000000 c1 s1 <- frame DATA END_STREAM|PADDED len=20 pad=3",
+        "+0.000000 c1 s1 <- frame DATA END_STREAM|PADDED len=20 b'x' pad=3",
     ),
     (
         frame("WINDOW_UPDATE", direction="out", length=4, window_increment=65535),
