@@ -26,7 +26,14 @@ from greeter import compression
 from greeter.framing import FramedMessage, FramingError, MessageDecoder, MessageTooLargeError
 from greeter.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 from greeter.tap.decode import decode_payload, decode_status_details
-from greeter.tap.records import Direction, FrameRecord, MessageRecord, Record, RpcRecord
+from greeter.tap.records import (
+    Direction,
+    FrameRecord,
+    MessageRecord,
+    RawField,
+    Record,
+    RpcRecord,
+)
 from greeter.tap.resolve import MessageTypes
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -201,24 +208,8 @@ class Calls:
 
     def _fail(self, call: _Call, record: FrameRecord, error: str, length: int) -> None:
         """One MessageRecord saying why; decoding of this direction of the stream stops."""
-        direction = record.direction
-        call.decoders[direction] = None
-        call.counts[direction] += 1
-        self._emit(
-            MessageRecord(
-                self._connection_id,
-                direction,
-                record.timestamp,
-                record.stream_id,
-                call.method,
-                call.counts[direction],
-                compressed=False,
-                length=length,
-                encoding=call.encodings[direction],
-                data=b"",
-                error=error,
-            )
-        )
+        call.decoders[record.direction] = None
+        self._emit_message(call, record, compressed=False, length=length, data=b"", error=error)
 
     def _message(self, call: _Call, record: FrameRecord, message: FramedMessage) -> None:
         direction = record.direction
@@ -231,10 +222,34 @@ class Calls:
         if error is None:
             message_type = call.types[0 if is_request else 1] if call.types else None
             decoded, fields, error = decode_payload(message_type, data)
-        call.counts[direction] += 1
         kind = "request" if is_request else "response"
         call.mark(f"first_{kind}", record.timestamp, first=True)
         call.mark(f"last_{kind}", record.timestamp)
+        self._emit_message(
+            call,
+            record,
+            compressed=message.compressed,
+            length=len(message.payload),
+            data=data,
+            decoded=decoded,
+            fields=fields,
+            error=error,
+        )
+
+    def _emit_message(
+        self,
+        call: _Call,
+        record: FrameRecord,
+        *,
+        compressed: bool,
+        length: int,
+        data: bytes,
+        decoded: object | None = None,
+        fields: tuple[RawField, ...] | None = None,
+        error: str | None = None,
+    ) -> None:
+        direction = record.direction
+        call.counts[direction] += 1
         self._emit(
             MessageRecord(
                 self._connection_id,
@@ -243,9 +258,9 @@ class Calls:
                 record.stream_id,
                 call.method,
                 call.counts[direction],
-                message.compressed,
-                len(message.payload),
-                encoding,
+                compressed,
+                length,
+                call.encodings[direction],
                 data,
                 decoded,
                 fields,
