@@ -35,36 +35,31 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: st
     group.add_argument(
         "--trace-file", metavar="PATH", help="write the trace to PATH (implies --trace)"
     )
-    repeat = "(repeatable)"
-    group.add_argument(
-        "--trace-method",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help=f"only RPCs whose path matches, e.g. '/greet.Greeter/*' {repeat}",
+    repeatable = (
+        ("--trace-method", "GLOB", "only RPCs whose path matches, e.g. '/greet.Greeter/*'", None),
+        ("--trace-layer", "LAYER", f"only this layer: {', '.join(LAYERS)}", LAYERS),
+        (
+            "--trace-frame",
+            "TYPE",
+            "only this frame type (RFC 9113 name or glob), e.g. HEADERS",
+            None,
+        ),
+        (
+            "--trace-redact",
+            "HEADER",
+            f"also redact HEADER; always: {', '.join(sorted(DEFAULT_REDACT))}",
+            None,
+        ),
     )
-    group.add_argument(
-        "--trace-layer",
-        action="append",
-        default=[],
-        choices=LAYERS,
-        metavar="LAYER",
-        help=f"only this layer: {', '.join(LAYERS)} {repeat}",
-    )
-    group.add_argument(
-        "--trace-frame",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help=f"only this frame type (RFC 9113 name or glob), e.g. HEADERS {repeat}",
-    )
-    group.add_argument(
-        "--trace-redact",
-        action="append",
-        default=[],
-        metavar="HEADER",
-        help=f"also redact HEADER {repeat}; always: {', '.join(sorted(DEFAULT_REDACT))}",
-    )
+    for flag, metavar, help_text, choices in repeatable:
+        group.add_argument(
+            flag,
+            action="append",
+            default=[],
+            choices=choices,
+            metavar=metavar,
+            help=f"{help_text} (repeatable)",
+        )
 
 
 def tracing_requested(args: argparse.Namespace) -> bool:
