@@ -1,5 +1,6 @@
 """The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace.
+`serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH).
 
 Layer: entry point. Parses arguments, configures logging, wires the server or the client
 together; no protocol logic.
@@ -16,19 +17,28 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
 
 from gen.greet import GreeterStub, HelloRequest
 from greeter.client_tap import TappedChannel
-from greeter.connection import CoreConfig
 from greeter.proxy import Proxy
-from greeter.server import Server, ServerConfig, Service
+from greeter.serve_options import add_limit_arguments, server_config
+from greeter.server import Server, Service
 from greeter.service import Greeter
 from greeter.tap.resolve import MessageTypes
+from greeter.tls import client_context, server_context
 from greeter.trace_options import add_trace_arguments, open_trace
 
 log = logging.getLogger("greeter")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+UNIX_PREFIX = "unix:"
+UDS_TLS_SERVER_NAME = "localhost"
+"""The name a TLS server behind a Unix socket must have in its certificate (gRPC's default
+authority for unix: targets is "localhost" too)."""
 
 
 def _parse_target(target: str) -> tuple[str, int]:
@@ -38,31 +48,36 @@ def _parse_target(target: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _parse_client_target(target: str) -> tuple[str, int] | str:
+    """HOST:PORT, or a Unix socket as gRPC names them: unix:PATH or unix:///ABSOLUTE/PATH."""
+    if target.startswith(UNIX_PREFIX):
+        path = target.removeprefix(UNIX_PREFIX)
+        path = path.removeprefix("//")
+        if not path:
+            raise argparse.ArgumentTypeError(f"expected unix:PATH, got {target!r}")
+        return path
+    return _parse_target(target)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    limits, server = CoreConfig(), ServerConfig()
     parser = argparse.ArgumentParser(prog="greeter", description="An inspectable gRPC stack.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve greet.Greeter and grpc.health.v1.Health")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    serve.add_argument("--host", help=f"default {DEFAULT_HOST}")
+    serve.add_argument("--port", type=int, help=f"default {DEFAULT_PORT}; 0 picks a free port")
     serve.add_argument(
-        "--max-receive-message-size",
-        type=int,
-        default=limits.max_receive_message_size,
-        metavar="BYTES",
+        "--uds", metavar="PATH", help="listen on this Unix socket instead of --host/--port"
     )
+    serve.add_argument("--tls-cert", metavar="PATH", help="serve TLS with this PEM certificate")
+    serve.add_argument("--tls-key", metavar="PATH", help="the PEM private key of --tls-cert")
     serve.add_argument(
-        "--max-concurrent-streams", type=int, default=limits.max_concurrent_streams, metavar="N"
+        "--tls-client-ca",
+        metavar="PATH",
+        help="mutual TLS: require client certificates signed by these PEM CAs",
     )
-    serve.add_argument(
-        "--grace",
-        type=float,
-        default=server.grace_period,
-        metavar="SECONDS",
-        help="time in-flight RPCs get on shutdown",
-    )
+    add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")
     _add_hello_parser(commands)
     _add_proxy_parser(commands)
@@ -74,8 +89,18 @@ def _add_hello_parser(commands: Any) -> None:
     hello = commands.add_parser("hello", help="call greet.Greeter/SayHello and print the reply")
     hello.add_argument("name")
     hello.add_argument(
-        "--target", type=_parse_target, default=("127.0.0.1", 50051), metavar="HOST:PORT"
+        "--target",
+        type=_parse_client_target,
+        default=(DEFAULT_HOST, DEFAULT_PORT),
+        metavar="HOST:PORT|unix:PATH",
     )
+    hello.add_argument(
+        "--tls-ca", metavar="PATH", help="use TLS; verify the server against these PEM CAs"
+    )
+    hello.add_argument(
+        "--tls-cert", metavar="PATH", help="use TLS with this PEM client certificate (mutual TLS)"
+    )
+    hello.add_argument("--tls-key", metavar="PATH", help="the PEM private key of --tls-cert")
     hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     add_trace_arguments(hello, switch=True, to="stderr (stdout keeps the reply)")
 
@@ -127,24 +152,48 @@ def _message_types(module: str) -> MessageTypes | None:
     return MessageTypes.from_module(module) if module else None
 
 
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
+    if args.command not in ("serve", "hello"):
+        return
+    if args.command == "serve":
+        if args.uds is not None and (args.host is not None or args.port is not None):
+            parser.error("serve: --uds replaces --host and --port")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            parser.error("serve: --tls-cert and --tls-key go together")
+        if args.tls_client_ca is not None and args.tls_cert is None:
+            parser.error("serve: --tls-client-ca needs --tls-cert and --tls-key")
+    elif args.tls_key is not None and args.tls_cert is None:
+        parser.error("hello: --tls-key needs --tls-cert")
+
+
+def _listening_on(args: argparse.Namespace, server: Server) -> str:
+    """How the start-up line names the address: unix:PATH or HOST:PORT, plus (TLS)."""
+    where = f"{UNIX_PREFIX}{server.address}" if args.uds else f"{server.host}:{server.port}"
+    if args.tls_client_ca:
+        return f"{where} (TLS, client certificates required)"
+    return f"{where} (TLS)" if args.tls_cert else where
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
-    limits = CoreConfig(
-        max_receive_message_size=args.max_receive_message_size,
-        max_concurrent_streams=args.max_concurrent_streams,
-    )
     services: list[Service] = [Greeter(), Health()]
     types = MessageTypes.from_services(services)
+    tls = None
+    if args.tls_cert is not None:
+        tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
     with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
         server = Server(
             services,
-            host=args.host,
-            port=args.port,
-            config=ServerConfig(limits=limits, grace_period=args.grace),
+            host=DEFAULT_HOST if args.host is None else args.host,
+            port=DEFAULT_PORT if args.port is None else args.port,
+            config=server_config(args),
             tap=tap,
+            ssl=tls,
+            uds=args.uds,
         )
         await server.start()
-        log.info("serving %s on %s:%d", ", ".join(server.service_names), args.host, server.port)
+        log.info("serving %s on %s", ", ".join(server.service_names), _listening_on(args, server))
         await _until_signalled()
         log.info("shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
         await server.stop()
@@ -152,11 +201,25 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _channel_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """grpclib Channel keywords for hello's --target and --tls-* options."""
+    options: dict[str, Any] = {}
+    if args.tls_ca is not None or args.tls_cert is not None:
+        options["ssl"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    if isinstance(args.target, str):
+        options["path"] = args.target
+        if "ssl" in options:  # no host name to verify: the certificate must name localhost
+            options["config"] = Configuration(ssl_target_name_override=UDS_TLS_SERVER_NAME)
+    else:
+        options["host"], options["port"] = args.target
+    return options
+
+
 async def hello(args: argparse.Namespace) -> int:
-    host, port = args.target
     types = _message_types("gen.greet")
+    options = _channel_arguments(args)
     with open_trace(args, role="client", default_stream=sys.stderr, types=types) as tap:
-        channel = Channel(host, port) if tap is None else TappedChannel(host, port, tap=tap)
+        channel = Channel(**options) if tap is None else TappedChannel(tap=tap, **options)
         try:
             reply = await GreeterStub(channel).say_hello(
                 HelloRequest(name=args.name), timeout=args.timeout
@@ -200,7 +263,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(name)s: %(message)s",

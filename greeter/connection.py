@@ -1,9 +1,15 @@
 """The sans-IO gRPC server connection: HTTP/2 bytes in, gRPC events out; commands in, bytes out.
 
-Layer: sans-IO core. No asyncio, no sockets, no threads, no clocks: the driver feeds received
-bytes to `receive_data`, reacts to the returned events, issues commands (`send_message`,
-`send_trailers`, ...) and writes whatever `data_to_send` returns. Deadlines and scheduling belong
-to the driver (greeter.server); every protocol rule belongs here or in the pure modules it calls.
+Layer: sans-IO core. No asyncio, no sockets, no threads: the driver feeds received bytes to
+`receive_data`, reacts to the returned events, issues commands (`send_message`, `send_trailers`,
+...) and writes whatever `data_to_send` returns. Deadlines and scheduling belong to the driver
+(greeter.server); every protocol rule belongs here or in the pure modules it calls.
+
+Time is injected: the rate budgets of greeter.defences need "now", so the constructor takes a
+`clock` (time.monotonic by default) that is read once per `receive_data` call and never slept on;
+tests pass a fake one. Defences that fire are reported as `DefenceTriggered`, followed by GOAWAY
+and `ConnectionTerminated(local=True)`. `receive_data` never raises: h2's errors become GOAWAY
+with their code, and any other exception (a bug) becomes GOAWAY(INTERNAL_ERROR).
 
 Spec: gRPC doc/PROTOCOL-HTTP2.md over RFC 9113, on top of h2's frame and stream state machine.
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,9 +35,12 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from greeter import compression, headers
+from greeter.defences import Defences, Trip
 from greeter.events import (
     ConnectionTerminated,
+    DefenceTriggered,
     Event,
+    KeepaliveAcknowledged,
     MessageReceived,
     Metadata,
     RequestEnded,
@@ -47,9 +57,13 @@ BytesObserver = Callable[[Literal["in", "out"], bytes], None]
 """Called with each chunk received ("in") and each chunk handed out for sending ("out")."""
 MAX_STREAM_ID = 2**31 - 1
 SHUTDOWN_PING = b"greeter\x00"
+KEEPALIVE_PING = b"greeter\x01"
 # Messages up to this size are sent as one bytes object (prefix copied in front); larger ones
 # are queued as prefix + memoryview so that a multi-megabyte payload is never copied whole.
 COALESCE_LIMIT = 16 * 1024
+# h2 handles a whole read before the core sees its events, so by the time the core answers an
+# event, h2 may have closed (or already forgotten) the stream; sends on it then raise these.
+STREAM_GONE = (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,25 @@ class CoreConfig:
     """Per-stream receive window; generous so large messages need few WINDOW_UPDATE round trips."""
     connection_window_size: int = 2 * 1024 * 1024
     """Connection receive window (RFC 9113 §6.9.2 starts it at 65,535; we open it at once)."""
+    reset_budget: int = 200
+    """Streams per `reset_window` that may end early through the peer (its RST_STREAM before the
+    response completed, or its malformed, refused or aborted requests); one more → GOAWAY."""
+    reset_window: float = 1.0
+    control_frame_budget: int = 1000
+    """Frames per `control_frame_window` that carry no request progress (PING, SETTINGS,
+    PRIORITY, GOAWAY, unknown types, empty DATA, unneeded WINDOW_UPDATE); one more → GOAWAY."""
+    control_frame_window: float = 1.0
+    min_ping_interval: float = 300.0
+    """gRFC A8: a client PING sooner than this after the previous one is a strike (grpc-go's
+    EnforcementPolicy.MinTime and C-core's min_recv_ping_interval_without_data: 5 minutes)."""
+    max_ping_strikes: int = 2
+    """Strikes tolerated; the next one → GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings")."""
+    permit_ping_without_stream: bool = False
+    """gRFC A8 PermitWithoutStream: when False, PINGs with no active stream must be 2 h apart."""
+    max_header_block_size: int | None = None
+    """Encoded bytes of one HEADERS + CONTINUATION block, checked before h2 buffers them;
+    None means max_header_list_size + 1 KiB (HPACK's 32-byte per-field overhead makes an
+    encoded block that large decode to a list over the limit anyway)."""
 
 
 class StreamGoneError(Exception):
@@ -123,10 +156,17 @@ class ServerConnection:
     """One HTTP/2 connection's gRPC server side, driven by bytes and commands."""
 
     def __init__(
-        self, config: CoreConfig | None = None, *, on_bytes: BytesObserver | None = None
+        self,
+        config: CoreConfig | None = None,
+        *,
+        on_bytes: BytesObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or CoreConfig()
         self._on_bytes = on_bytes
+        self._clock = clock
+        self._now = 0.0
+        """The clock as read at the start of the current `receive_data` call."""
         """The wire tap's entry (DESIGN.md §1): sees every byte in and out; None costs nothing."""
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(
@@ -149,6 +189,7 @@ class ServerConnection:
             },
         )
         self._h2.decoder.max_header_list_size = self.config.max_header_list_size
+        self._defences = Defences(self.config, self._h2.max_inbound_frame_size)
         self._streams: dict[int, _Stream] = {}
         self._held_output = bytearray()
         self._goaway_last_stream_id: int | None = None
@@ -161,6 +202,7 @@ class ServerConnection:
             h2.events.StreamReset: self._on_stream_reset,
             h2.events.WindowUpdated: self._on_window_updated,
             h2.events.RemoteSettingsChanged: self._on_window_updated,
+            h2.events.PingReceived: self._on_ping,
             h2.events.PingAckReceived: self._on_ping_ack,
             h2.events.ConnectionTerminated: self._on_connection_terminated,
         }
@@ -175,27 +217,78 @@ class ServerConnection:
             self._h2.increment_flow_control_window(extra)
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes read from the socket; return what they caused, in order."""
+        """Feed bytes read from the socket; return what they caused, in order. Never raises."""
         if self._on_bytes is not None:
             self._on_bytes("in", data)
         if self.closed:
             return []
+        try:
+            return self._receive(data)
+        except Exception as exc:  # a bug must close one connection, not escape to the loop
+            return self._fail(exc)
+
+    def _receive(self, data: bytes) -> list[Event]:
+        self._now = now = self._clock()
         events: list[Event] = []
+        trip = self._defences.scan(data, now, self._send_blocked)
+        if trip is not None:
+            self._trip(trip, events)  # the flood never reaches h2
+            return events
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
-            # h2 queues GOAWAY for an error inside its frame loop (RFC 9113 §5.4.1), but rejects
-            # a bad client preface (§3.4: HTTP/1.1, TLS to a cleartext port) before that loop.
-            if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
-                self._h2.close_connection(code)
-            self.closed = True
-            reason = str(exc) or type(exc).__name__
-            last = self._h2.highest_inbound_stream_id
-            return [ConnectionTerminated(code, last, reason, local=True)]
+            return self._protocol_error(exc)
         for h2_event in h2_events:
             self._dispatch.get(type(h2_event), _ignore)(h2_event, events)
+            if self.closed:
+                break
         return events
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> list[Event]:
+        code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+        # h2 queues GOAWAY for an error inside its frame loop (RFC 9113 §5.4.1), but rejects
+        # a bad client preface (§3.4: HTTP/1.1, TLS to a cleartext port) before that loop.
+        if self._h2.state_machine.state != h2.connection.ConnectionState.CLOSED:
+            self._h2.close_connection(code)
+        self.closed = True
+        self._streams.clear()
+        reason = str(exc)
+        if not reason or reason.isdigit():  # h2's StreamClosedError says just "3"
+            reason = f"{type(exc).__name__}: {reason or 'no detail'}"
+        last = self._h2.highest_inbound_stream_id
+        events: list[Event] = []
+        # h2's own defences (DESIGN.md §6): its HPACK decoded-size cap and CONTINUATION count.
+        if isinstance(exc, h2.exceptions.DenialOfServiceError):
+            events.append(DefenceTriggered("header_list", reason, code))
+        elif "continuation frames" in reason:
+            events.append(DefenceTriggered("header_block", reason, code))
+        events.append(ConnectionTerminated(code, last, reason, local=True))
+        return events
+
+    def _fail(self, exc: Exception) -> list[Event]:
+        """An unexpected exception: GOAWAY(INTERNAL_ERROR), whatever state h2 is in."""
+        self.closed = True
+        self._streams.clear()
+        code = ErrorCodes.INTERNAL_ERROR
+        last = self._final_goaway(code, force=True)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return [ConnectionTerminated(int(code), last, reason, local=True)]
+
+    def _final_goaway(self, code: int, debug: bytes = b"", *, force: bool = False) -> int:
+        """Queue the last GOAWAY; return the last stream id it names.
+
+        Through h2 when it can (so h2 sends nothing after it), serialised here when h2 is already
+        closed or, with `force`, when its state cannot be trusted (it raised something unexpected).
+        """
+        last = int(self._h2.highest_inbound_stream_id)
+        closed = self._h2.state_machine.state == h2.connection.ConnectionState.CLOSED
+        if not force and not closed:
+            self._h2.close_connection(code, additional_data=debug or None)
+            return last
+        self._held_output += self._h2.data_to_send()
+        frame = GoAwayFrame(0, last_stream_id=last, error_code=code, additional_data=debug)
+        self._held_output += frame.serialize()
+        return last
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call (possibly empty)."""
@@ -218,6 +311,7 @@ class ServerConnection:
             raise RuntimeError(f"response headers already sent on stream {stream_id}")
         self._h2.send_headers(stream_id, headers.response_headers(metadata))
         stream.headers_sent = True
+        self._defences.pings.response_sent()
 
     def send_message(self, stream_id: int, payload: bytes) -> None:
         """Queue one response message; it leaves as the peer's flow-control window allows.
@@ -246,6 +340,7 @@ class ServerConnection:
     ) -> None:
         """End the RPC with a status: Trailers, or Trailers-Only when nothing was sent yet."""
         stream = self._open_stream(stream_id)
+        self._defences.pings.response_sent()
         # The block is built before the stream is marked closing: refused metadata raises
         # ValueError or TypeError and must leave the RPC able to send its status.
         if not stream.headers_sent:
@@ -292,6 +387,11 @@ class ServerConnection:
         self._inject_goaway(MAX_STREAM_ID)
         self._h2.ping(SHUTDOWN_PING)
 
+    def send_keepalive_ping(self) -> None:
+        """Send a keepalive PING; `KeepaliveAcknowledged` reports its ACK (the driver times it)."""
+        if not self.closed:
+            self._h2.ping(KEEPALIVE_PING)
+
     def close(self, error_code: int = ErrorCodes.NO_ERROR, reason: str = "") -> None:
         """Queue a final GOAWAY; nothing is sent after it."""
         if self.closed:
@@ -318,8 +418,9 @@ class ServerConnection:
         try:
             head = headers.parse_request(event.headers or [])
         except headers.MalformedRequestError as exc:
-            self._h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._reset_quietly(stream_id, ErrorCodes.PROTOCOL_ERROR)
             out.append(RequestRejected(stream_id, f"malformed request: {exc}"))
+            self._count_reset("malformed request", out)
             return
         except headers.RejectedRequestError as exc:
             self._answer_rejected(stream_id, exc)
@@ -343,11 +444,14 @@ class ServerConnection:
     def _on_data(self, event: h2.events.DataReceived, out: list[Event]) -> None:
         stream_id = event.stream_id
         flow_length = event.flow_controlled_length or 0
+        data = event.data or b""
+        if not data and flow_length and not event.stream_ended:
+            # Padding only; zero-length DATA frames were already counted by the frame scan.
+            self._check(self._defences.empty_data(self._now), out)
         stream = self._streams.get(stream_id)
-        if stream is None or stream.closing:
+        if stream is None or stream.closing or self.closed:
             self._h2.acknowledge_received_data(flow_length, stream_id)
             return
-        data = event.data or b""
         held_before = stream.decoder.buffered
         try:
             messages = stream.decoder.feed(data)
@@ -390,6 +494,7 @@ class ServerConnection:
         if stream is not None:
             self._release(stream)
             out.append(StreamReset(event.stream_id, int(event.error_code or 0)))
+            self._count_reset("RST_STREAM from the peer", out)
 
     def _on_window_updated(self, event: object, out: list[Event]) -> None:
         # A WINDOW_UPDATE (stream or connection) or a SETTINGS change of INITIAL_WINDOW_SIZE /
@@ -405,8 +510,14 @@ class ServerConnection:
             if stream.outbound and self._flush(stream)
         )
 
+    def _on_ping(self, event: h2.events.PingReceived, out: list[Event]) -> None:
+        # h2 has already queued the ACK (RFC 9113 §6.7); the policy only judges the timing.
+        self._check(self._defences.ping_received(self._now, len(self._streams)), out)
+
     def _on_ping_ack(self, event: h2.events.PingAckReceived, out: list[Event]) -> None:
-        if event.ping_data == SHUTDOWN_PING and self._goaway_last_stream_id is None:
+        if event.ping_data == KEEPALIVE_PING:
+            out.append(KeepaliveAcknowledged())
+        elif event.ping_data == SHUTDOWN_PING and self._goaway_last_stream_id is None:
             last = self._h2.highest_inbound_stream_id
             self._inject_goaway(last)
             self._goaway_last_stream_id = last
@@ -471,6 +582,7 @@ class ServerConnection:
                 outbound[0] = chunk[room:]
                 chunk = chunk[:room]
             self._h2.send_data(stream_id, chunk)
+            self._defences.data_sent()
         if stream.trailers is not None:
             self._h2.send_headers(stream_id, stream.trailers, end_stream=True)
             self._finish(stream)
@@ -490,7 +602,7 @@ class ServerConnection:
         request's END_STREAM came in the same read (h2 reports it after the DATA that made us
         answer), the stream is already closed and there is nothing to stop.
         """
-        with contextlib.suppress(h2.exceptions.StreamClosedError):
+        with contextlib.suppress(*STREAM_GONE):
             self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
 
     def _release(self, stream: _Stream) -> None:
@@ -500,14 +612,54 @@ class ServerConnection:
             stream.unconsumed = 0
 
     def _abort(self, stream: _Stream, status: Status, message: str, out: list[Event]) -> None:
-        self.send_trailers(stream.stream_id, status, message)
+        try:
+            self.send_trailers(stream.stream_id, status, message)
+        except STREAM_GONE:
+            # The peer reset the stream later in the same read (h2 is ahead of its events):
+            # nothing can be sent, and the stream is over either way.
+            self._streams.pop(stream.stream_id, None)
+            self._release(stream)
         out.append(RpcAborted(stream.stream_id, status, message))
+        self._count_reset(f"aborted: {message}", out)
 
     def _refuse(self, stream_id: int, reason: str, out: list[Event]) -> None:
-        self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        self._reset_quietly(stream_id, ErrorCodes.REFUSED_STREAM)
         out.append(RequestRejected(stream_id, f"refused: {reason}"))
+        self._count_reset(f"refused: {reason}", out)
+
+    # -- defences (the rules live in greeter.defences) ------------------------------------------
+
+    def _count_reset(self, why: str, out: list[Event]) -> None:
+        """A stream ended early through the peer's doing: spend the churn budget."""
+        self._check(self._defences.stream_reset(self._now, why), out)
+
+    def _check(self, trip: Trip | None, out: list[Event]) -> None:
+        if trip is not None and not self.closed:
+            self._trip(trip, out)
+
+    def _trip(self, trip: Trip, out: list[Event]) -> None:
+        """Close with GOAWAY(trip.error_code, trip.debug) and tell the driver why."""
+        self.closed = True
+        self._streams.clear()
+        last = self._final_goaway(trip.error_code, trip.debug)
+        out.append(DefenceTriggered(trip.name, trip.detail, trip.error_code))
+        out.append(ConnectionTerminated(trip.error_code, last, trip.detail, local=True))
+
+    def _send_blocked(self) -> bool:
+        """Response bytes wait for the peer's window (a WINDOW_UPDATE then makes progress)."""
+        return any(stream.outbound for stream in self._streams.values())
+
+    def _reset_quietly(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM from an event handler; h2 may have closed the stream later in this read."""
+        with contextlib.suppress(*STREAM_GONE):
+            self._h2.reset_stream(stream_id, error_code)
 
     def _answer_rejected(self, stream_id: int, exc: headers.RejectedRequestError) -> None:
+        # As in _reset_quietly: a RST_STREAM later in the same read already ended the stream.
+        with contextlib.suppress(*STREAM_GONE):
+            self._send_rejection(stream_id, exc)
+
+    def _send_rejection(self, stream_id: int, exc: headers.RejectedRequestError) -> None:
         if exc.http_status == 200:
             block = headers.trailers_only(exc.status, exc.message)
             self._h2.send_headers(stream_id, block, end_stream=True)

@@ -94,6 +94,25 @@ class ShutdownAcknowledged:
     last_stream_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class DefenceTriggered:
+    """A defence against a hostile or broken peer fired (the driver logs it at WARNING).
+
+    `name` is stable for logs and tests: "stream_resets", "control_frames", "ping_strikes",
+    "header_block", "header_list". `error_code` is the GOAWAY code sent (None when nothing was
+    sent); a ConnectionTerminated(local=True) follows whenever the connection is closed.
+    """
+
+    name: str
+    detail: str
+    error_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveAcknowledged:
+    """The peer acknowledged the PING of `ServerConnection.send_keepalive_ping`: it is alive."""
+
+
 Event = (
     RequestReceived
     | MessageReceived
@@ -104,4 +123,6 @@ Event = (
     | SendUnblocked
     | ConnectionTerminated
     | ShutdownAcknowledged
+    | DefenceTriggered
+    | KeepaliveAcknowledged
 )

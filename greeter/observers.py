@@ -31,7 +31,7 @@ def format_peer(peername: Any) -> str | None:
     if isinstance(peername, tuple) and len(peername) >= 2:
         host, port = peername[0], peername[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return None if peername is None else str(peername)
+    return str(peername) if peername else None  # a Unix socket's client has no name ('')
 
 
 class SafeObserver:

@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Iterable
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Peer
+from h2.errors import ErrorCodes
 
 from greeter.connection import CoreConfig, ServerConnection
 from greeter.events import (
     ConnectionTerminated,
+    DefenceTriggered,
     Event,
+    KeepaliveAcknowledged,
     MessageReceived,
     RequestEnded,
     RequestReceived,
@@ -35,6 +43,8 @@ from greeter.events import (
 )
 from greeter.observers import ObserverFactory, SafeObserver, format_peer, open_observer
 from greeter.stream import ServerStream
+from greeter.tls import AlpnGate
+from greeter.watchdog import Timeouts, Watchdog
 
 log = logging.getLogger("greeter.server")
 
@@ -43,6 +53,7 @@ UNARY_REQUEST = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
 # this many messages without a flush the driver writes and yields, so resets and other clients
 # are served while a large stream is produced.
 MESSAGES_PER_TURN = 64
+PREFACE_SIZE = 24  # RFC 9113 §3.4: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Service(Protocol):
@@ -58,6 +69,10 @@ class ServerConfig:
     limits: CoreConfig = field(default_factory=CoreConfig)
     grace_period: float = 5.0
     """Seconds in-flight RPCs get to finish after GOAWAY before they are cancelled."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    """Handshake, idle, keepalive and write-stall limits of each connection (greeter.watchdog)."""
+    max_connections: int | None = 1000
+    """Connections beyond this get GOAWAY and are closed at once (C-core and grpc-go: no cap)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -68,6 +83,8 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.connection_id = server.next_connection_id()
         self._observer: SafeObserver | None = None
+        self._watchdog: Watchdog | None = None
+        self._received = 0
         self._rpcs: dict[int, ServerStream[Any, Any]] = {}
         self._send_waiters: dict[int, asyncio.Future[None]] = {}
         self._flush_scheduled = False
@@ -86,6 +103,8 @@ class _Connection(asyncio.Protocol):
             RequestRejected: self._on_rejected,
             ConnectionTerminated: self._on_terminated,
             ShutdownAcknowledged: self._on_shutdown_acknowledged,
+            DefenceTriggered: self._on_defence,
+            KeepaliveAcknowledged: self._on_keepalive_acknowledged,
         }
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -94,22 +113,51 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peer = Peer(transport)
-        self._server.connections.add(self)
+        config = self._server.config
         self._observer = open_observer(
             self._server.tap, self.connection_id, format_peer(self.peer.addr())
         )
         on_bytes = self._observer.observe if self._observer is not None else None
-        self.conn = ServerConnection(self._server.config.limits, on_bytes=on_bytes)
+        self.conn = ServerConnection(config.limits, on_bytes=on_bytes)
         self.conn.initiate()
+        limit = config.max_connections
+        if limit is not None and len(self._server.connections) >= limit:
+            log.warning("refusing connection from %s: %d connections open", self.peer.addr(), limit)
+            self.conn.close(ErrorCodes.NO_ERROR, "too many connections")
+            self._flush()
+            transport.close()
+            return
+        self._server.connections.add(self)
+        self._watchdog = Watchdog(
+            self._loop, config.timeouts, expire=self._expired, ping=self._send_keepalive
+        )
+        self._watchdog.start()
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
-            self._dispatch(event)
+        watchdog = self._watchdog
+        if watchdog is None:
+            return  # refused by the connection cap; the transport is closing
+        watchdog.last_read = self._loop.time()
+        try:
+            events = self.conn.receive_data(data)
+            for event in events:
+                self._dispatch(event)
+        except Exception:
+            # A bug must cost this connection, never the server (nor escape to the loop).
+            log.exception("connection from %s failed; closing it", self.peer.addr())
+            self._expired("internal error", ErrorCodes.INTERNAL_ERROR)
+            return
+        if self._received < PREFACE_SIZE:
+            self._received += len(data)
+            if self._received >= PREFACE_SIZE and not self.conn.closed:
+                watchdog.handshake_done()  # h2 has checked the client preface
         self.schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._observer is not None:
             self._observer.close(str(exc) if exc else "closed")
         for stream in self._rpcs.values():
@@ -124,13 +172,20 @@ class _Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     def pause_writing(self) -> None:
-        # The transport's buffer is above its high-water mark: senders wait until it drains.
+        # The peer is not reading: senders wait, and so does reading — whatever it sends next
+        # (PINGs, SETTINGS, requests) would only queue more answers (DESIGN.md §6).
         self._writable = self._loop.create_future()
+        self.transport.pause_reading()
+        if self._watchdog is not None:
+            self._watchdog.write_paused(True)
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._writable = None
+        self.transport.resume_reading()
+        if self._watchdog is not None:
+            self._watchdog.write_paused(False)
 
     @property
     def write_paused(self) -> bool:
@@ -176,6 +231,8 @@ class _Connection(asyncio.Protocol):
             self.conn.send_trailers(event.stream_id, Status.UNIMPLEMENTED, "Method not found")
             return
         stream: ServerStream[Any, Any] = ServerStream(self, event, handler)
+        if not self._rpcs and self._watchdog is not None:
+            self._watchdog.rpcs_active(True)
         self._rpcs[event.stream_id] = stream
         if event.timeout is not None:
             stream.timer = self._loop.call_later(event.timeout, self._deadline_passed, stream)
@@ -203,7 +260,7 @@ class _Connection(asyncio.Protocol):
                 self._fail(stream, Status.UNIMPLEMENTED, "expected one request message, got none")
 
     def _on_gone(self, event: RpcAborted | StreamReset) -> None:
-        stream = self._rpcs.pop(event.stream_id, None)
+        stream = self._forget(event.stream_id)
         if isinstance(event, RpcAborted):
             # Bad request data: the client already has its status; the operator gets the reason.
             log.info(
@@ -246,6 +303,15 @@ class _Connection(asyncio.Protocol):
         self._draining = True
         self._close_if_drained()
 
+    def _on_defence(self, event: DefenceTriggered) -> None:
+        log.warning(
+            "defence %s fired on connection from %s: %s", event.name, self.peer.addr(), event.detail
+        )
+
+    def _on_keepalive_acknowledged(self, event: KeepaliveAcknowledged) -> None:
+        if self._watchdog is not None:
+            self._watchdog.ping_acknowledged()
+
     def _on_shutdown_acknowledged(self, event: ShutdownAcknowledged) -> None:
         self._draining = True
         self._close_if_drained()
@@ -272,7 +338,7 @@ class _Connection(asyncio.Protocol):
             if stream.timer is not None:
                 stream.timer.cancel()
             if self._rpcs.get(stream.stream_id) is stream:
-                del self._rpcs[stream.stream_id]
+                self._forget(stream.stream_id)
             self._close_if_drained()
 
     def _end(
@@ -286,7 +352,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, stream: ServerStream[Any, Any], status: Status, message: str) -> None:
         """Answer the client with an error status and stop the handler."""
         self._end(stream, status, message)
-        self._rpcs.pop(stream.stream_id, None)
+        self._forget(stream.stream_id)
         stream.abandon()
 
     def _deadline_passed(self, stream: ServerStream[Any, Any]) -> None:
@@ -294,6 +360,12 @@ class _Connection(asyncio.Protocol):
         self._fail(stream, Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self._wake_sender(stream.stream_id)
         self._close_if_drained()
+
+    def _forget(self, stream_id: int) -> ServerStream[Any, Any] | None:
+        stream = self._rpcs.pop(stream_id, None)
+        if stream is not None and not self._rpcs and self._watchdog is not None:
+            self._watchdog.rpcs_active(False)
+        return stream
 
     def _wake_sender(self, stream_id: int) -> None:
         waiter = self._send_waiters.get(stream_id)
@@ -318,19 +390,31 @@ class _Connection(asyncio.Protocol):
         if self._draining and not self._rpcs and self.conn.open_streams == 0:
             self.abort()
 
-    def abort(self) -> None:
+    def abort(self, error_code: int = ErrorCodes.NO_ERROR, reason: str = "") -> None:
         """Cancel what is left, send the final GOAWAY and close."""
         for stream in list(self._rpcs.values()):
-            self._fail(stream, Status.UNAVAILABLE, "server shutting down")
-        self.conn.close()
+            self._fail(stream, Status.UNAVAILABLE, reason or "server shutting down")
+        self.conn.close(error_code, reason)
         self._flush()
         self.transport.close()
+
+    def _expired(self, reason: str, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """A time limit ran out (or the connection failed): GOAWAY with the reason, then close."""
+        log.warning("closing connection from %s: %s", self.peer.addr(), reason)
+        self.abort(error_code, reason)
+
+    def _send_keepalive(self) -> None:
+        self.conn.send_keepalive_ping()
+        self._flush()
 
 
 class Server:
     """A gRPC server for grpclib-style services, run inside the caller's asyncio event loop.
 
     ``async with Server([Greeter()], port=0) as server: print(server.port)``
+
+    With `ssl` (greeter.tls.server_context) every connection is TLS and must negotiate ALPN
+    "h2"; with `uds` the server listens on that Unix socket path instead of host and port.
     """
 
     def __init__(
@@ -341,12 +425,17 @@ class Server:
         port: int = 0,
         config: ServerConfig | None = None,
         tap: ObserverFactory | None = None,
+        ssl: SSLContext | None = None,
+        uds: str | None = None,
     ) -> None:
         self.mapping: dict[str, Handler] = {}
         for service in services:
             self.mapping.update(service.__mapping__())
         self.host = host
         self.requested_port = port
+        self.ssl = ssl
+        self.uds = uds
+        """A Unix socket path to listen on instead of host and port."""
         self.config = config or ServerConfig()
         self.tap = tap
         """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
@@ -366,17 +455,35 @@ class Server:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.requested_port
-        )
+        factory: Callable[[], asyncio.Protocol] = functools.partial(_Connection, self)
+        tls: dict[str, Any] = {}
+        if self.ssl is not None:
+            factory = functools.partial(AlpnGate, factory)
+            # The TLS handshake precedes the connection's own handshake timer: same limit.
+            tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
+        if self.uds is not None:
+            _remove_stale_socket(self.uds)
+            self._server = await loop.create_unix_server(factory, self.uds, **tls)
+        else:
+            self._server = await loop.create_server(factory, self.host, self.requested_port, **tls)
 
     @property
     def port(self) -> int:
-        """The bound TCP port (useful after binding port 0)."""
+        """The bound TCP port (useful after binding port 0); RuntimeError on a Unix socket."""
+        if self.uds is not None:
+            raise RuntimeError(f"server listens on the Unix socket {self.uds}, not a port")
         if self._server is None or not self._server.sockets:
             raise RuntimeError("server is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def address(self) -> str:
+        """Where clients connect: the Unix socket path, else "HOST:PORT" ("[V6]:PORT")."""
+        if self.uds is not None:
+            return self.uds
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` s, then cancel."""
@@ -397,6 +504,9 @@ class Server:
             if late:
                 await asyncio.wait(late, timeout=1.0)
         await server.wait_closed()
+        if self.uds is not None:
+            with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
+                os.unlink(self.uds)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -404,3 +514,23 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file left by a server that is gone; refuse to take over a live one.
+
+    (asyncio would unlink any socket file at `path`, even one another server still listens on.)
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # not a socket (or nothing there): binding reports the conflict
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: stale
+            return
+    raise OSError(f"{path} is in use: another server listens on it")

@@ -23,6 +23,8 @@ PURE_MODULES = {
     "connection",
     "status_details",
     "codec",
+    "budget",
+    "defences",
 }
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
 # Who may import which greeter module (cli -> server -> connection -> pure -> h2).
@@ -34,11 +36,16 @@ ALLOWED_INTERNAL = {
     "status_details": set(),
     "events": set(),
     "headers": {"compression", "metadata", "events"},
-    "connection": {"compression", "headers", "events", "framing"},
+    "budget": set(),
+    "defences": {"budget"},
+    "connection": {"compression", "defences", "headers", "events", "framing"},
     "codec": {"protowire"},
     "stream": {"codec", "connection", "events", "status_details"},
     "observers": set(),
-    "server": {"connection", "events", "observers", "stream"},
+    "watchdog": set(),
+    "tls": set(),
+    "serve_options": {"connection", "server", "watchdog"},
+    "server": {"connection", "events", "observers", "stream", "tls", "watchdog"},
     "proxy": {"observers"},
     "client_tap": {"observers"},
     "replay": set(),
@@ -47,9 +54,20 @@ ALLOWED_INTERNAL = {
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Modules a file imports at run time (imports under `if TYPE_CHECKING:` are type-only)."""
     tree = ast.parse(path.read_text())
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     names: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:

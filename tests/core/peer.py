@@ -14,7 +14,8 @@ connection open after a NO_ERROR GOAWAY so in-flight streams can finish.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,8 +198,9 @@ class Pair:
         auto_ack: bool = True,
         validate: bool = True,
         connect: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.core = ServerConnection(config)
+        self.core = ServerConnection(config, clock=clock or time.monotonic)
         self.client = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=True,
@@ -386,8 +388,14 @@ class Pair:
 class RawClient:
     """A client of hand-built frames: one HPACK encoder, hyperframe serialisation, no h2 rules."""
 
-    def __init__(self, config: CoreConfig | None = None, *, handshake: bool = True) -> None:
-        self.core = ServerConnection(config)
+    def __init__(
+        self,
+        config: CoreConfig | None = None,
+        *,
+        handshake: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.core = ServerConnection(config, clock=clock or time.monotonic)
         self.core.initiate()
         self.encoder = hpack.Encoder()
         self.reader = FrameReader()

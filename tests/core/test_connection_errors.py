@@ -15,6 +15,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame, WindowUpdate
 from greeter.connection import CoreConfig, ServerConnection, StreamGoneError
 from greeter.events import (
     ConnectionTerminated,
+    DefenceTriggered,
     MessageReceived,
     RequestReceived,
     RequestRejected,
@@ -361,7 +362,8 @@ def test_header_list_above_the_advertised_limit_ends_the_connection() -> None:
     # a connection error (ENHANCE_YOUR_CALM); the limit was advertised in SETTINGS.
     pair = Pair(CoreConfig(max_header_list_size=8192))
     pair.open(metadata=[("x-big", "a" * 9000)])
-    [event] = pair.take()
+    defence, event = pair.take()
+    assert defence == DefenceTriggered("header_list", defence.detail, ErrorCodes.ENHANCE_YOUR_CALM)
     assert isinstance(event, ConnectionTerminated)
     assert event.local is True
     assert event.error_code == ErrorCodes.ENHANCE_YOUR_CALM

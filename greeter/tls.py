@@ -1,0 +1,110 @@
+"""TLS for gRPC over HTTP/2: the server's and the client's SSLContext, and the ALPN gate.
+
+Layer: adapter helper (stdlib ssl and asyncio only; no protocol logic). Rule: HTTP/2 over TLS is
+negotiated with ALPN "h2" (RFC 9113 §3.2) and gRPC speaks nothing else, so both contexts offer
+only "h2" and the server closes every TLS connection that did not select it (`AlpnGate`). The
+contexts follow RFC 9113 §9.2: TLS 1.2 or later, no TLS compression, no renegotiation, and on
+TLS 1.2 only ephemeral key exchange with AEAD ciphers (§9.2.2). TLS 1.3's suites are all AEAD
+with ephemeral keys, and OpenSSL's defaults for them are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+
+log = logging.getLogger("greeter.tls")
+
+ALPN_H2 = "h2"
+HTTP2_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites RFC 9113 §9.2.2 allows (ECDHE + AEAD); grpcio, grpc-go and grpc-js all offer
+ECDHE-{ECDSA,RSA}-AES{128,256}-GCM, so nothing a gRPC peer uses is excluded."""
+
+
+def _for_http2(context: ssl.SSLContext) -> ssl.SSLContext:
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.set_ciphers(HTTP2_TLS12_CIPHERS)
+    context.set_alpn_protocols([ALPN_H2])
+    return context
+
+
+def server_context(
+    cert_file: str, key_file: str, client_ca_file: str | None = None
+) -> ssl.SSLContext:
+    """The server's context: its certificate chain and key, ALPN "h2", TLS >= 1.2.
+
+    With `client_ca_file`, mutual TLS: a client must present a certificate signed by one of
+    those CAs or the handshake fails; handlers see it as ``stream.peer.cert()``.
+    """
+    context = _for_http2(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=client_ca_file)
+    return context
+
+
+def client_context(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> ssl.SSLContext:
+    """A client's context: verifies the server (against `ca_file`, else the system's CAs) and
+    its host name; ALPN "h2"; with `cert_file` (and `key_file` unless the key is in it), the
+    client certificate for mutual TLS."""
+    context = _for_http2(ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file))
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    elif key_file is not None:
+        raise ValueError("a client key needs its certificate (cert_file)")
+    return context
+
+
+def negotiated_alpn(transport: asyncio.BaseTransport) -> str | None:
+    """The ALPN protocol the TLS handshake selected; None without TLS or without ALPN."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    selected: str | None = ssl_object.selected_alpn_protocol()
+    return selected
+
+
+def _describe_peer(peername: object) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername) if peername else "a Unix socket peer"
+
+
+class AlpnGate(asyncio.Protocol):
+    """The first protocol of every TLS connection: it runs once the handshake is done.
+
+    When the client agreed to "h2" the gate builds the real protocol (`factory`), hands it the
+    transport (``transport.set_protocol``) and steps aside, so it costs nothing afterwards.
+    Otherwise -- no ALPN, or "http/1.1" -- it logs and closes; the real protocol never exists,
+    so such a connection is never counted or traced as a gRPC connection.
+    """
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol]) -> None:
+        self._factory = factory
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        selected = negotiated_alpn(transport)
+        if selected != ALPN_H2:
+            log.warning(
+                "closing TLS connection from %s: ALPN %s, gRPC needs %r",
+                _describe_peer(transport.get_extra_info("peername")),
+                repr(selected) if selected else "not negotiated",
+                ALPN_H2,
+            )
+            transport.close()
+            return
+        protocol = self._factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from a rejected client, arriving while the close is under way: ignored."""
+
+    def eof_received(self) -> bool | None:
+        return None

@@ -1,0 +1,109 @@
+"""Connection time limits and the connection cap, in-process (greeter.watchdog, ServerConfig)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from h2.errors import ErrorCodes
+
+from gen.greet import HelloReply, HelloRequest
+from greeter.events import RequestReceived
+from greeter.server import Server, ServerConfig
+from greeter.service import Greeter
+from greeter.watchdog import Timeouts
+from tests.server.rawclient import RawClient
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
+NO_LIMITS = Timeouts(handshake=None, idle=None, keepalive_time=None, write_stall=None)
+
+
+@asynccontextmanager
+async def serving(**config: object) -> AsyncIterator[Server]:
+    async with Server([Greeter()], port=0, config=ServerConfig(**config)) as server:  # type: ignore[arg-type]
+        yield server
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """Read until the server closes the connection; return everything it sent."""
+    received = bytearray()
+    async with asyncio.timeout(timeout):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return bytes(received)
+
+
+async def test_a_connection_without_preface_is_closed_after_the_handshake_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeouts = Timeouts(handshake=0.2, idle=None, keepalive_time=None, write_stall=None)
+    async with serving(timeouts=timeouts) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"PRI * HTTP")  # a slowloris: part of the preface, then nothing
+        await closed_by_server(reader)
+        writer.close()
+    assert "no HTTP/2 preface within 0.2 s" in caplog.text
+
+
+async def test_a_complete_preface_disarms_the_handshake_timeout() -> None:
+    timeouts = Timeouts(handshake=0.2, idle=None, keepalive_time=None, write_stall=None)
+    async with serving(timeouts=timeouts) as server:
+        client = await RawClient.connect(server.port)
+        await asyncio.sleep(0.5)  # not synchronisation: outlive the 0.2 s handshake limit
+        result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="x")))
+        assert HelloReply.FromString(result.messages()[0]).message == "Hello x"
+        assert not client.eof.is_set()
+        await client.close()
+
+
+async def test_an_idle_connection_gets_goaway_and_is_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeouts = Timeouts(handshake=None, idle=0.3, keepalive_time=None, write_stall=None)
+    async with serving(timeouts=timeouts) as server:
+        client = await RawClient.connect(server.port)
+        await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="x")))
+        await client.wait_closed_by_server()
+        assert client.goaways and client.goaways[-1].error_code == ErrorCodes.NO_ERROR
+        assert client.goaways[-1].additional_data == b"idle for 0.3 s"
+    assert "idle for 0.3 s" in caplog.text
+
+
+async def test_the_connection_cap_refuses_with_goaway(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(timeouts=NO_LIMITS, max_connections=2) as server:
+        first = await RawClient.connect(server.port)
+        second = await RawClient.connect(server.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        refused = await closed_by_server(reader)
+        writer.close()
+        assert b"too many connections" in refused  # the GOAWAY's debug data
+        for client in (first, second):
+            result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="y")))
+            assert HelloReply.FromString(result.messages()[0]).message == "Hello y"
+            await client.close()
+    assert "2 connections open" in caplog.text
+
+
+async def test_a_bug_in_the_driver_costs_only_its_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="greeter.server")
+    async with serving(timeouts=NO_LIMITS) as server:
+        healthy = await RawClient.connect(server.port)
+        (connection,) = server.connections
+
+        def broken(event: object) -> None:
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setitem(connection._handlers, RequestReceived, broken)
+        healthy.start_request("/greet.Greeter/SayHello")
+        await healthy.wait_closed_by_server()
+        assert healthy.goaways[-1].error_code == ErrorCodes.INTERNAL_ERROR
+        other = await RawClient.connect(server.port)  # the server itself is fine
+        result = await other.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="z")))
+        assert HelloReply.FromString(result.messages()[0]).message == "Hello z"
+        await other.close()
+    assert "simulated bug" in caplog.text
