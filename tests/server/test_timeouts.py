@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from h2.errors import ErrorCodes
+from hyperframe.frame import PingFrame
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.events import RequestReceived
@@ -107,3 +108,31 @@ async def test_a_bug_in_the_driver_costs_only_its_connection(
         assert HelloReply.FromString(result.messages()[0]).message == "Hello z"
         await other.close()
     assert "simulated bug" in caplog.text
+
+
+async def test_keepalive_closes_a_peer_that_does_not_answer_pings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeouts = Timeouts(handshake=None, idle=None, keepalive_time=0.2, keepalive_timeout=0.2)
+    async with serving(timeouts=timeouts) as server:
+        silent = await RawClient.connect(server.port, ack_pings=False)
+        await silent.wait_closed_by_server()
+        pings = [f for f in silent.frames if isinstance(f, PingFrame) and "ACK" not in f.flags]
+        assert pings, "the server never sent a keepalive PING"
+    assert "keepalive PING not acknowledged within 0.2 s" in caplog.text
+
+
+async def test_keepalive_keeps_a_peer_that_answers() -> None:
+    timeouts = Timeouts(handshake=None, idle=None, keepalive_time=0.1, keepalive_timeout=0.2)
+    async with serving(timeouts=timeouts) as server:
+        client = await RawClient.connect(server.port)  # acknowledges PINGs
+
+        def keepalive_pings() -> int:
+            return sum(
+                1 for f in client.frames if isinstance(f, PingFrame) and "ACK" not in f.flags
+            )
+
+        await client.wait_until(lambda: keepalive_pings() >= 3)  # ~3 timeouts' worth: alive
+        result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="k")))
+        assert HelloReply.FromString(result.messages()[0]).message == "Hello k"
+        await client.close()
