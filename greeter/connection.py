@@ -234,15 +234,30 @@ class ServerConnection:
         if trip is not None:
             self._trip(trip, events)  # the flood never reaches h2
             return events
+        ends = self._defences.headers_ends
+        if len(ends) <= self.config.max_concurrent_streams - len(self._streams):
+            self._feed_h2(data, events)
+            return events
+        # More new streams in this read than the limit admits: h2 would hold them all open at
+        # once (and scan them all for every HEADERS, O(n²)) before the core refused any. Fed a
+        # HEADERS frame at a time, each excess stream is refused — and counted — at once.
+        start = 0
+        for end in [*ends, len(data)]:
+            if start < end and not self.closed:
+                self._feed_h2(data[start:end], events)
+            start = end
+        return events
+
+    def _feed_h2(self, data: bytes, events: list[Event]) -> None:
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            return self._protocol_error(exc)
+            events.extend(self._protocol_error(exc))
+            return
         for h2_event in h2_events:
             self._dispatch.get(type(h2_event), _ignore)(h2_event, events)
             if self.closed:
                 break
-        return events
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> list[Event]:
         code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))

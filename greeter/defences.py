@@ -31,6 +31,7 @@ from greeter.budget import RateBudget
 if TYPE_CHECKING:
     from greeter.connection import CoreConfig
 
+FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB
 CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_STREAM_PING_INTERVAL = 2 * 60 * 60.0
@@ -63,6 +64,8 @@ class FrameHead:
     flags: int
     length: int
     stream_id: int
+    end: int
+    """Offset in the chunk just fed where the frame ends (beyond it if it continues later)."""
 
 
 class FrameScanner:
@@ -70,13 +73,16 @@ class FrameScanner:
 
     After the 24-byte client preface, it keeps at most 8 bytes of a split frame header and a count
     of payload bytes to skip, so its cost is O(frames) time and O(1) memory. It goes quiet when
-    the preface is wrong or a frame is longer than `max_frame_size`: h2 fails the connection then.
+    the preface is wrong (h2 fails the connection then) or a frame header announces more than
+    `max_frame_size` bytes: `oversized` then holds that header, and the core closes the
+    connection at once — h2 would first buffer the whole announced body (up to 16 MiB).
     """
 
-    __slots__ = ("_partial", "_preface_seen", "_skip", "max_frame_size", "quiet")
+    __slots__ = ("_partial", "_preface_seen", "_skip", "max_frame_size", "oversized", "quiet")
 
     def __init__(self, max_frame_size: int) -> None:
         self.max_frame_size = max_frame_size
+        self.oversized: FrameHead | None = None
         self.quiet = False
         self._preface_seen = 0
         self._partial = b""
@@ -102,9 +108,11 @@ class FrameScanner:
                 self._partial = raw
                 break
             self._partial = b""
-            head = FrameHead(raw[3], raw[4], int.from_bytes(raw[:3]), int.from_bytes(raw[5:]))
+            length = int.from_bytes(raw[:3])
+            head = FrameHead(raw[3], raw[4], length, int.from_bytes(raw[5:]), pos + length)
             if head.length > self.max_frame_size:
                 self.quiet = True
+                self.oversized = head
                 break
             self._skip = head.length
             heads.append(head)
@@ -176,6 +184,7 @@ class Defences:
             config.max_header_list_size + HEADER_BLOCK_SLACK if block is None else block
         )
         self.scanner = FrameScanner(max_frame_size)
+        self.headers_ends: list[int] = []
         self._block_bytes: int | None = None
         """Bytes of the header block in progress; None between blocks."""
         self._window_credit = 0
@@ -189,11 +198,22 @@ class Defences:
         self.pings.response_sent()
 
     def scan(self, data: bytes, now: float, send_blocked: Callable[[], bool]) -> Trip | None:
-        """Check the frame headers in newly received bytes, before h2 parses them."""
-        for head in self.scanner.feed(data):
+        """Check the frame headers in newly received bytes, before h2 parses them.
+
+        Also sets `headers_ends`: where each HEADERS frame complete in `data` ends, so the core
+        can hand h2 a read full of new streams a few at a time (see ServerConnection).
+        """
+        self.headers_ends = ends = []
+        scanner = self.scanner
+        for head in scanner.feed(data):
             trip = self._header_block(head) or self._control_frame(head, now, send_blocked)
             if trip is not None:
                 return trip
+            if head.type == HEADERS and head.end <= len(data):
+                ends.append(head.end)
+        if scanner.oversized is not None:
+            detail = f"frame of {scanner.oversized.length} bytes over SETTINGS_MAX_FRAME_SIZE"
+            return Trip("frame_size", detail, FRAME_SIZE_ERROR, b"frame too large")
         return None
 
     def stream_reset(self, now: float, why: str) -> Trip | None:

@@ -146,7 +146,7 @@ class _Connection(asyncio.Protocol):
         except Exception:
             # A bug must cost this connection, never the server (nor escape to the loop).
             log.exception("connection from %s failed; closing it", self.peer.addr())
-            self._expired("internal error", ErrorCodes.INTERNAL_ERROR)
+            self._expired("internal error", error_code=ErrorCodes.INTERNAL_ERROR)
             return
         if self._received < PREFACE_SIZE:
             self._received += len(data)
@@ -205,7 +205,9 @@ class _Connection(asyncio.Protocol):
             waiter = self._loop.create_future()
             self._send_waiters[stream_id] = waiter
             try:
-                await waiter
+                await asyncio.wait_for(waiter, self._server.config.timeouts.write_stall)
+            except TimeoutError:
+                self._send_stalled(stream_id)
             finally:
                 self._send_waiters.pop(stream_id, None)
         if self._writable is not None:
@@ -361,6 +363,21 @@ class _Connection(asyncio.Protocol):
         self._wake_sender(stream.stream_id)
         self._close_if_drained()
 
+    def _send_stalled(self, stream_id: int) -> None:
+        """The peer kept this stream's window closed too long (DESIGN.md §6 send-progress limit)."""
+        limit = self._server.config.timeouts.write_stall
+        log.warning(
+            "stream %d from %s: no flow-control window for %s s; resetting it",
+            stream_id,
+            self.peer.addr(),
+            limit,
+        )
+        self.conn.reset_stream(stream_id)
+        self.schedule_flush()
+        stream = self._forget(stream_id)
+        if stream is not None:
+            stream.abandon()
+
     def _forget(self, stream_id: int) -> ServerStream[Any, Any] | None:
         stream = self._rpcs.pop(stream_id, None)
         if stream is not None and not self._rpcs and self._watchdog is not None:
@@ -398,10 +415,17 @@ class _Connection(asyncio.Protocol):
         self._flush()
         self.transport.close()
 
-    def _expired(self, reason: str, error_code: int = ErrorCodes.NO_ERROR) -> None:
-        """A time limit ran out (or the connection failed): GOAWAY with the reason, then close."""
+    def _expired(
+        self, reason: str, hard: bool = False, error_code: int = ErrorCodes.NO_ERROR
+    ) -> None:
+        """A time limit ran out (or the connection failed): GOAWAY with the reason, then close.
+
+        `hard`: the peer reads nothing, so close() would wait forever for the buffer to drain.
+        """
         log.warning("closing connection from %s: %s", self.peer.addr(), reason)
         self.abort(error_code, reason)
+        if hard:
+            self.transport.abort()
 
     def _send_keepalive(self) -> None:
         self.conn.send_keepalive_ping()

@@ -37,14 +37,17 @@ class Timeouts:
 
 
 class Watchdog:
-    """The deadlines of one connection; `expire(reason)` is called when one passes."""
+    """The deadlines of one connection; `expire(reason, hard)` is called when one passes.
+
+    `hard` means the peer is not reading: the connection must be dropped, not drained.
+    """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         timeouts: Timeouts,
         *,
-        expire: Callable[[str], None],
+        expire: Callable[[str, bool], None],
         ping: Callable[[], None],
     ) -> None:
         self._loop = loop
@@ -97,6 +100,8 @@ class Watchdog:
     def ping_acknowledged(self) -> None:
         self._ping_sent_at = None
         self._cancel("keepalive_ack")
+        if self._timeouts.keepalive_time is not None:
+            self._arm("keepalive", self._loop.time() + self._timeouts.keepalive_time)
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -114,7 +119,7 @@ class Watchdog:
         getattr(self, f"_on_{name}")()
 
     def _on_handshake(self) -> None:
-        self._expire(f"no HTTP/2 preface within {self._timeouts.handshake} s")
+        self._expire(f"no HTTP/2 preface within {self._timeouts.handshake} s", False)
 
     def _on_idle(self) -> None:
         idle = self._timeouts.idle
@@ -122,7 +127,7 @@ class Watchdog:
         since = self._idle_since
         now = self._loop.time()
         if since is not None and now - since >= idle:
-            self._expire(f"idle for {idle} s")
+            self._expire(f"idle for {idle} s", False)
         else:
             self._arm("idle", (since if since is not None else now) + idle)
 
@@ -133,16 +138,23 @@ class Watchdog:
         if now - self.last_read < interval:
             self._arm("keepalive", self.last_read + interval)
             return
+        # One PING at a time: the next is armed once this one is answered (ping_acknowledged)
+        # or the peer shows life, so the ACK deadline never moves.
         self._ping_sent_at = now
         self._ping()
         self._arm("keepalive_ack", now + self._timeouts.keepalive_timeout)
-        self._arm("keepalive", now + interval)
 
     def _on_keepalive_ack(self) -> None:
         sent = self._ping_sent_at
-        if sent is not None and self.last_read > sent:
-            return  # the peer sent something meanwhile: it is alive (grpc-go reasons the same)
-        self._expire(f"keepalive PING not acknowledged within {self._timeouts.keepalive_timeout} s")
+        interval = self._timeouts.keepalive_time
+        if sent is not None and self.last_read > sent and interval is not None:
+            # The peer sent something meanwhile: it is alive (grpc-go reasons the same).
+            self._ping_sent_at = None
+            self._arm("keepalive", self.last_read + interval)
+            return
+        timeout = self._timeouts.keepalive_timeout
+        self._expire(f"keepalive PING not acknowledged within {timeout} s", True)
 
     def _on_write_stall(self) -> None:
-        self._expire(f"peer read nothing for {self._timeouts.write_stall} s")
+        # hard: a peer that reads nothing would never take the GOAWAY either.
+        self._expire(f"peer read nothing for {self._timeouts.write_stall} s", True)

@@ -1,0 +1,63 @@
+"""The `abuse` fixture: a server subprocess per attack, the shared checks, and a memory table.
+
+Every attack's memory numbers (VmRSS and VmHWM of the server before and after it) are collected
+and printed as a table at the end of the run ("abuse suite: server memory per attack").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
+
+import pytest
+
+from tests.abuse.attacker import MEMORY_BOUND_MIB, AbuseRun, AttackRecord, abuse_server
+from tests.peers import spawn_greeter_server
+
+RECORDS: list[AttackRecord] = []
+
+AbuseFactory = Callable[..., AbstractContextManager[AbuseRun]]
+
+
+@pytest.fixture
+def abuse(request: pytest.FixtureRequest) -> Iterator[AbuseFactory]:
+    """`with abuse(limits={...}, timeouts={...}, max_connections=N) as run:` — see AbuseRun.
+
+    With `cli=[...]` the server is `python -m greeter serve` with those options instead.
+
+    The body attacks inside `with run.attack():` and asserts the defence fired; leaving the block
+    cleanly runs the shared checks (polite client served after, memory bounded, no traceback).
+    """
+    with ExitStack() as stack:
+
+        @contextmanager
+        def start(*, cli: Sequence[str] | None = None, **config: Any) -> Iterator[AbuseRun]:
+            if cli is None:
+                server = stack.enter_context(abuse_server(**config))
+            else:  # the real command line: `python -m greeter serve --port 0 CLI...`
+                server = stack.enter_context(spawn_greeter_server(*cli))
+            record = AttackRecord(request.node.name.removeprefix("test_"))
+            run = AbuseRun(server, record)
+            stack.callback(run.close)
+            try:
+                yield run
+                run.finish()
+                record.outcome = record.outcome or "ok"
+            except BaseException as exc:
+                record.outcome = f"{record.outcome} [FAILED: {type(exc).__name__}]".lstrip()
+                raise
+            finally:
+                RECORDS.append(record)
+
+        yield start
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RECORDS:
+        return
+    terminalreporter.section(
+        f"abuse suite: server memory per attack (bound: VmHWM growth < {MEMORY_BOUND_MIB} MiB)"
+    )
+    for record in RECORDS:
+        terminalreporter.write_line(record.row())

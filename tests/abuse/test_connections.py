@@ -1,0 +1,155 @@
+"""Whole connections as the weapon: more than the cap, and bytes that are not HTTP/2 at all."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import random
+import ssl
+import time
+
+import pytest
+
+from tests.abuse.attacker import (
+    FRAME_SIZE_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    Attacker,
+    error_name,
+    poll_proc,
+    server_holds_connection,
+)
+from tests.abuse.conftest import AbuseFactory
+
+EXTRA_CONNECTIONS = 50
+
+
+@pytest.mark.timeout(30)
+def test_connection_cap(abuse: AbuseFactory) -> None:
+    """max_connections 5: the polite client and four raw peers fit; every further one is refused."""
+    cap = 5
+    with abuse(max_connections=cap) as run:  # the polite client is connection 1
+        admitted = [run.attacker() for _ in range(cap - 1)]
+        for attacker in admitted:
+            attacker.ping_round_trip()  # registered and served
+        refused: list[Attacker] = []
+        with run.attack():
+            for _ in range(EXTRA_CONNECTIONS):
+                extra = run.attacker(handshake=False)
+                extra.wait_goaway()
+                extra.wait_eof()
+                refused.append(extra)
+        for extra in refused:
+            (goaway,) = extra.goaways
+            assert goaway.error_code == NO_ERROR
+            assert goaway.additional_data == b"too many connections"
+        run.expect_log(refused[0], rf"WARNING .*refusing connection from .*{cap} connections open")
+        # The first five still work.
+        for index, attacker in enumerate(admitted):
+            reply = attacker.unary(f"n{index}")
+            assert f"Hello n{index}".encode() in bytes(reply.data), attacker.summary()
+        # A closed connection frees its place.
+        gone = admitted.pop()
+        gone.close()
+        assert poll_proc(lambda: not server_holds_connection(run.pid, run.port, gone.port), 5)
+        late = run.attacker()
+        assert b"Hello late" in bytes(late.unary("late").data)
+        run.record.outcome = (
+            f"{len(refused)} refused with GOAWAY({error_name(NO_ERROR)}, too many connections)"
+        )
+
+
+@pytest.mark.timeout(30)
+def test_cli_limits(abuse: AbuseFactory) -> None:
+    """The same limits through `greeter serve` flags: a slowloris peer, then one over the cap."""
+    with abuse(cli=["--handshake-timeout", "1", "--max-connections", "2"]) as run:
+        slow = run.attacker(handshake=False)  # connection 2 of 2, sends nothing
+        with run.attack():
+            over = run.attacker(handshake=False)
+            refusal = over.wait_goaway()
+            over.wait_eof()
+            elapsed = slow.wait_eof(4)
+        assert refusal.additional_data == b"too many connections"
+        assert 0.9 <= elapsed <= 2.5, elapsed
+        run.expect_log(over, r"refusing connection from .*2 connections open")
+        run.expect_log(slow, r"closing connection from .*no HTTP/2 preface within 1.0 s")
+        run.record.outcome = f"3rd connection refused; silent one closed at {elapsed:.2f} s"
+
+
+def _tls_client_hello() -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):  # it waits for the ServerHello
+        tls.do_handshake()
+    return outgoing.read()
+
+
+GARBAGE = {
+    "random_bytes": lambda: random.Random(11).randbytes(4096),
+    "http1_request": lambda: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "tls_client_hello": _tls_client_hello,
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", list(GARBAGE))
+def test_garbage_instead_of_preface(abuse: AbuseFactory, kind: str) -> None:
+    """Not HTTP/2: GOAWAY(PROTOCOL_ERROR) (RFC 9113 §3.4) and a close, no traceback."""
+    garbage = GARBAGE[kind]()
+    with abuse() as run:
+        attacker = run.attacker(handshake=False)
+        with run.attack():
+            attacker.send(garbage)
+            goaway = attacker.wait_goaway()
+            attacker.wait_eof()
+        assert goaway.error_code == PROTOCOL_ERROR, attacker.summary()
+        run.expect_log(attacker, r"WARNING .*closing connection from")
+        run.record.outcome = f"GOAWAY({error_name(goaway.error_code)}) + close"
+
+
+@pytest.mark.timeout(30)
+def test_garbage_frames_after_preface(abuse: AbuseFactory) -> None:
+    """A valid preface, then random bytes, on 20 connections (seeded): each closed promptly."""
+    idle = 2.0  # what closes them if nothing else does
+    with abuse(timeouts={"idle": idle}) as run:
+        attackers = [run.attacker() for _ in range(20)]  # preface + SETTINGS exchanged
+        with run.attack():
+            for seed, attacker in enumerate(attackers):
+                attacker.send(random.Random(seed).randbytes(2048))
+            deadline = time.monotonic() + idle + 1
+            for attacker in attackers:
+                attacker.poll(attacker.closed, max(0.0, deadline - time.monotonic()))
+        outcomes = [
+            error_name(a.goaways[0].error_code) + f" {bytes(a.goaways[0].additional_data)!r}"
+            if a.goaways
+            else ("EOF" if a.eof else "open")
+            for a in attackers
+        ]
+        run.record.outcome = f"{dict(collections.Counter(outcomes))}"
+        assert all(a.goaways and a.goaways[0].error_code != NO_ERROR for a in attackers), outcomes
+
+
+@pytest.mark.timeout(30)
+def test_oversized_frame_header(abuse: AbuseFactory) -> None:
+    """Frame headers announcing 16 MiB (> MAX_FRAME_SIZE 16 KiB), the body sent but one byte."""
+    connections, length = 4, 2**24 - 1
+    with abuse() as run:
+        attackers = [run.attacker() for _ in range(connections)]
+        header = length.to_bytes(3, "big") + bytes([0x0, 0x0]) + (1).to_bytes(4, "big")  # DATA
+        chunk = b"\x00" * (1024 * 1024)
+        with run.attack():
+            for attacker in attackers:
+                attacker.send(header)
+                for sent in range(0, length - 1, len(chunk)):  # at most 16 chunks
+                    if attacker.eof or not attacker.send(
+                        chunk[: min(len(chunk), length - 1 - sent)]
+                    ):
+                        break
+            for attacker in attackers:
+                attacker.poll(attacker.goaway_or_closed, 1.0)
+        codes = [error_name(a.goaways[0].error_code) if a.goaways else "none" for a in attackers]
+        run.record.outcome = f"GOAWAYs {codes}"
+        assert codes == [error_name(FRAME_SIZE_ERROR)] * connections, attackers[0].summary()
