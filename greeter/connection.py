@@ -21,7 +21,6 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import h2.config
@@ -35,6 +34,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from greeter import compression, headers
+from greeter.config import CoreConfig
 from greeter.defences import Defences, Trip
 from greeter.events import (
     ConnectionTerminated,
@@ -64,41 +64,6 @@ COALESCE_LIMIT = 16 * 1024
 # h2 handles a whole read before the core sees its events, so by the time the core answers an
 # event, h2 may have closed (or already forgotten) the stream; sends on it then raise these.
 STREAM_GONE = (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowError)
-
-
-@dataclass(frozen=True, slots=True)
-class CoreConfig:
-    """Protocol limits of one connection; each is also a documented server setting."""
-
-    max_receive_message_size: int = 4 * 1024 * 1024
-    """Largest request message (after decompression) accepted; above it, RESOURCE_EXHAUSTED."""
-    max_concurrent_streams: int = 100
-    """Advertised SETTINGS_MAX_CONCURRENT_STREAMS; a stream above it gets REFUSED_STREAM."""
-    max_header_list_size: int = 16 * 1024
-    """Advertised and enforced SETTINGS_MAX_HEADER_LIST_SIZE (C-core: 8 KiB soft, 16 KiB hard)."""
-    initial_window_size: int = 1024 * 1024
-    """Per-stream receive window; generous so large messages need few WINDOW_UPDATE round trips."""
-    connection_window_size: int = 2 * 1024 * 1024
-    """Connection receive window (RFC 9113 §6.9.2 starts it at 65,535; we open it at once)."""
-    reset_budget: int = 200
-    """Streams per `reset_window` that may end early through the peer (its RST_STREAM before the
-    response completed, or its malformed, refused or aborted requests); one more → GOAWAY."""
-    reset_window: float = 1.0
-    control_frame_budget: int = 1000
-    """Frames per `control_frame_window` that carry no request progress (PING, SETTINGS,
-    PRIORITY, GOAWAY, unknown types, empty DATA, unneeded WINDOW_UPDATE); one more → GOAWAY."""
-    control_frame_window: float = 1.0
-    min_ping_interval: float = 300.0
-    """gRFC A8: a client PING sooner than this after the previous one is a strike (grpc-go's
-    EnforcementPolicy.MinTime and C-core's min_recv_ping_interval_without_data: 5 minutes)."""
-    max_ping_strikes: int = 2
-    """Strikes tolerated; the next one → GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings")."""
-    permit_ping_without_stream: bool = False
-    """gRFC A8 PermitWithoutStream: when False, PINGs with no active stream must be 2 h apart."""
-    max_header_block_size: int | None = None
-    """Encoded bytes of one HEADERS + CONTINUATION block, checked before h2 buffers them;
-    None means max_header_list_size + 1 KiB (HPACK's 32-byte per-field overhead makes an
-    encoded block that large decode to a list over the limit anyway)."""
 
 
 class StreamGoneError(Exception):

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from greeter.budget import RateBudget
-
-if TYPE_CHECKING:
-    from greeter.connection import CoreConfig
+from greeter.config import CoreConfig
 
 FRAME_SIZE_ERROR = 0x6
 ENHANCE_YOUR_CALM = 0xB

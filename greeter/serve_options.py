@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from greeter.connection import CoreConfig
-from greeter.server import ServerConfig
-from greeter.watchdog import Timeouts
+from greeter.config import CoreConfig, ServerConfig, Timeouts
 
 # (flag, CoreConfig field, type, metavar, help)
 _CORE_OPTIONS = (

@@ -22,18 +22,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Connection time limits in seconds; None disables one."""
-
-    handshake: float | None = 10.0
-    idle: float | None = 600.0
-    keepalive_time: float | None = 7200.0
-    keepalive_timeout: float = 20.0
-    write_stall: float | None = 60.0
+from greeter.config import Timeouts
 
 
 class Watchdog:

@@ -21,10 +21,9 @@ from typing import Any
 
 from grpclib.health.service import Health
 
-from greeter.connection import CoreConfig
+from greeter.config import CoreConfig, Timeouts
 from greeter.server import Server, ServerConfig
 from greeter.service import Greeter
-from greeter.watchdog import Timeouts
 
 log = logging.getLogger("abuse-serve")
 

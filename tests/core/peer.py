@@ -37,7 +37,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from greeter.connection import CoreConfig, ServerConnection
+from greeter.config import CoreConfig
+from greeter.connection import ServerConnection
 from greeter.events import Event
 from greeter.framing import MessageDecoder, encode_message
 

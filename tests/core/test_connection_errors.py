@@ -12,7 +12,8 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame, WindowUpdateFrame
 
-from greeter.connection import CoreConfig, ServerConnection, StreamGoneError
+from greeter.config import CoreConfig
+from greeter.connection import ServerConnection, StreamGoneError
 from greeter.events import (
     ConnectionTerminated,
     DefenceTriggered,

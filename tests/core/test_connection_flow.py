@@ -16,7 +16,7 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from greeter.connection import CoreConfig
+from greeter.config import CoreConfig
 from greeter.events import MessageReceived, RequestEnded, SendUnblocked, StreamReset
 from greeter.framing import encode_message
 from tests.core.peer import RESPONSE_HEADERS, FlowControlStall, Pair

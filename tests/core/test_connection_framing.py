@@ -19,7 +19,8 @@ from h2.settings import SettingCodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greeter.connection import CoreConfig, ServerConnection
+from greeter.config import CoreConfig
+from greeter.connection import ServerConnection
 from greeter.events import Event, MessageReceived, RequestEnded, RequestReceived, RpcAborted
 from greeter.framing import encode_message
 from tests.core.peer import BIDI_HELLO, RESPONSE_HEADERS, Pair

@@ -12,7 +12,8 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame
 
-from greeter.connection import MAX_STREAM_ID, SHUTDOWN_PING, CoreConfig, StreamGoneError
+from greeter.config import CoreConfig
+from greeter.connection import MAX_STREAM_ID, SHUTDOWN_PING, StreamGoneError
 from greeter.events import (
     ConnectionTerminated,
     MessageReceived,

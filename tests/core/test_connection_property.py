@@ -18,7 +18,8 @@ from h2.settings import SettingCodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greeter.connection import CoreConfig, StreamGoneError
+from greeter.config import CoreConfig
+from greeter.connection import StreamGoneError
 from greeter.events import (
     ConnectionTerminated,
     Event,

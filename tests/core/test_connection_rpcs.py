@@ -15,7 +15,8 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from greeter.connection import CoreConfig, StreamGoneError
+from greeter.config import CoreConfig
+from greeter.connection import StreamGoneError
 from greeter.events import (
     MessageReceived,
     RequestEnded,

@@ -31,7 +31,8 @@ from hyperframe.frame import (
 
 from greeter import headers
 from greeter.budget import RateBudget
-from greeter.connection import KEEPALIVE_PING, CoreConfig
+from greeter.config import CoreConfig
+from greeter.connection import KEEPALIVE_PING
 from greeter.events import (
     ConnectionTerminated,
     DefenceTriggered,

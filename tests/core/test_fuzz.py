@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
 
-from greeter.connection import CoreConfig, ServerConnection, StreamGoneError
+from greeter.config import CoreConfig
+from greeter.connection import ServerConnection, StreamGoneError
 from greeter.events import (
     ConnectionTerminated,
     Event,

@@ -10,7 +10,7 @@ from grpclib.const import Status
 from hyperframe.frame import SettingsFrame
 
 from gen.greet import HelloReply, HelloRequest
-from greeter.connection import CoreConfig
+from greeter.config import CoreConfig
 from greeter.server import Server, ServerConfig, Service
 from greeter.service import Greeter
 from tests.server.rawclient import DEFAULT_WINDOW, REFUSED_STREAM, RawClient

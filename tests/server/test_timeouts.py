@@ -12,10 +12,10 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import PingFrame
 
 from gen.greet import HelloReply, HelloRequest
+from greeter.config import Timeouts
 from greeter.events import RequestReceived
 from greeter.server import Server, ServerConfig
 from greeter.service import Greeter
-from greeter.watchdog import Timeouts
 from tests.server.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
