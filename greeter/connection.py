@@ -19,21 +19,17 @@ from __future__ import annotations
 import contextlib
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from grpclib.const import Status
 from h2.errors import ErrorCodes
-from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
-from greeter import compression, headers
+from greeter import headers
 from greeter.config import CoreConfig
 from greeter.defences import Defences, Trip
 from greeter.events import (
@@ -51,11 +47,11 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
-from greeter.framing import FramingError, MessageDecoder, MessageTooLargeError
+from greeter.h2setup import MAX_STREAM_ID, new_h2_connection
+from greeter.streams import RequestError, StreamState
 
 BytesObserver = Callable[[Literal["in", "out"], bytes], None]
 """Called with each chunk received ("in") and each chunk handed out for sending ("out")."""
-MAX_STREAM_ID = 2**31 - 1
 SHUTDOWN_PING = b"greeter\x00"
 KEEPALIVE_PING = b"greeter\x01"
 # Messages up to this size are sent as one bytes object (prefix copied in front); larger ones
@@ -68,53 +64,6 @@ STREAM_GONE = (h2.exceptions.NoSuchStreamError, h2.exceptions.StreamIDTooLowErro
 
 class StreamGoneError(Exception):
     """A command named a stream that is no longer open (reset, finished or never started)."""
-
-
-class _LimitCheckedPerStream(h2.settings.Settings):
-    """Local settings whose stream limit h2 does not enforce itself.
-
-    h2 turns a HEADERS frame over SETTINGS_MAX_CONCURRENT_STREAMS into a connection error, tearing
-    down every RPC on the connection. RFC 9113 §5.1.2 lets a server refuse just that stream with
-    REFUSED_STREAM, which tells the client it may retry; the core counts streams and does that.
-    The advertised value (what h2 serialises into SETTINGS) is unchanged.
-    """
-
-    @property
-    def max_concurrent_streams(self) -> int:
-        return MAX_STREAM_ID
-
-    @max_concurrent_streams.setter
-    def max_concurrent_streams(self, value: int) -> None:
-        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
-
-
-class _Stream:
-    """Per-RPC state the core keeps between events."""
-
-    __slots__ = (
-        "closing",
-        "decoder",
-        "encoding",
-        "headers_sent",
-        "outbound",
-        "request_ended",
-        "stream_id",
-        "trailers",
-        "unconsumed",
-    )
-
-    def __init__(self, stream_id: int, encoding: str, max_message_size: int) -> None:
-        self.stream_id = stream_id
-        self.encoding = encoding
-        self.decoder = MessageDecoder(max_message_size)
-        self.request_ended = False
-        self.headers_sent = False
-        self.closing = False
-        """Trailers are queued: further request data is acknowledged and dropped."""
-        self.outbound: deque[bytes | memoryview] = deque()
-        self.trailers: headers.HeaderList | None = None
-        self.unconsumed = 0
-        """Flow-controlled bytes of delivered messages the application has not consumed yet."""
 
 
 class ServerConnection:
@@ -133,29 +82,9 @@ class ServerConnection:
         self._now = 0.0
         """The clock as read at the start of the current `receive_data` call."""
         """The wire tap's entry (DESIGN.md §1): sees every byte in and out; None costs nothing."""
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Validation moves to greeter.headers (stream errors, not connection errors);
-                # outbound headers are built by us and need no second check.
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self._h2.local_settings = _LimitCheckedPerStream(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: self.config.max_concurrent_streams,
-                SettingCodes.MAX_HEADER_LIST_SIZE: self.config.max_header_list_size,
-                SettingCodes.INITIAL_WINDOW_SIZE: self.config.initial_window_size,
-            },
-        )
-        self._h2.decoder.max_header_list_size = self.config.max_header_list_size
+        self._h2 = new_h2_connection(self.config)
         self._defences = Defences(self.config, self._h2.max_inbound_frame_size)
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         self._held_output = bytearray()
         self._goaway_last_stream_id: int | None = None
         self._shutdown_started = False
@@ -406,7 +335,7 @@ class ServerConnection:
             self._answer_rejected(stream_id, exc)
             out.append(RequestRejected(stream_id, exc.message))
             return
-        self._streams[stream_id] = _Stream(
+        self._streams[stream_id] = StreamState(
             stream_id, head.encoding, self.config.max_receive_message_size
         )
         out.append(
@@ -432,31 +361,15 @@ class ServerConnection:
         if stream is None or stream.closing or self.closed:
             self._h2.acknowledge_received_data(flow_length, stream_id)
             return
-        held_before = stream.decoder.buffered
         try:
-            messages = stream.decoder.feed(data)
-        except MessageTooLargeError as exc:
+            ack_now, messages = stream.take(data, flow_length)
+        except RequestError as exc:
             self._h2.acknowledge_received_data(flow_length, stream_id)
-            self._abort(stream, Status.RESOURCE_EXHAUSTED, str(exc), out)
+            self._abort(stream, exc.status, exc.message, out)
             return
-        except FramingError as exc:
-            self._h2.acknowledge_received_data(flow_length, stream_id)
-            self._abort(stream, Status.INTERNAL, str(exc), out)
-            return
-        # Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
-        # the application consumes them, which bounds what a slow handler lets pile up. Padding
-        # and bytes of a message still incomplete are returned now: holding them could deadlock a
-        # message larger than the window, and the size limit already bounds them.
-        due = len(data) - stream.decoder.buffered if messages else 0
-        if flow_length - due:
-            self._h2.acknowledge_received_data(flow_length - due, stream_id)
-        stream.unconsumed += due
-        for index, message in enumerate(messages):
-            flow_bytes = 5 + len(message.payload) - (held_before if index == 0 else 0)
-            payload = self._decompress(stream, message.compressed, message.payload, out)
-            if payload is None:
-                return
-            out.append(MessageReceived(stream_id, payload, flow_bytes))
+        if ack_now:
+            self._h2.acknowledge_received_data(ack_now, stream_id)
+        out.extend(MessageReceived(stream_id, payload, flow) for payload, flow in messages)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded, out: list[Event]) -> None:
         stream = self._streams.get(event.stream_id)
@@ -520,32 +433,13 @@ class ServerConnection:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _open_stream(self, stream_id: int) -> _Stream:
+    def _open_stream(self, stream_id: int) -> StreamState:
         stream = self._streams.get(stream_id)
         if stream is None or stream.closing or self.closed:
             raise StreamGoneError(f"stream {stream_id} is not open")
         return stream
 
-    def _decompress(
-        self, stream: _Stream, compressed: bool, payload: bytes, out: list[Event]
-    ) -> bytes | None:
-        if not compressed:
-            return payload
-        if stream.encoding == compression.IDENTITY:
-            # PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding is a protocol error.
-            self._abort(stream, Status.INTERNAL, "compressed message without grpc-encoding", out)
-            return None
-        limit = self.config.max_receive_message_size
-        try:
-            return compression.decompress(stream.encoding, payload, limit)
-        except compression.DecompressedTooLargeError:
-            message = f"decompressed message larger than max ({limit})"
-            self._abort(stream, Status.RESOURCE_EXHAUSTED, message, out)
-        except compression.DecompressionError as exc:
-            self._abort(stream, Status.INTERNAL, f"corrupt {stream.encoding} message: {exc}", out)
-        return None
-
-    def _flush(self, stream: _Stream) -> bool:
+    def _flush(self, stream: StreamState) -> bool:
         """Hand queued bytes to h2 within the flow-control window; True when all are gone."""
         stream_id = stream.stream_id
         outbound = stream.outbound
@@ -568,7 +462,7 @@ class ServerConnection:
             self._finish(stream)
         return True
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: StreamState) -> None:
         """The response is complete: forget the stream, ask the client to stop if it still sends."""
         self._streams.pop(stream.stream_id, None)
         self._release(stream)
@@ -585,13 +479,13 @@ class ServerConnection:
         with contextlib.suppress(*STREAM_GONE):
             self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
 
-    def _release(self, stream: _Stream) -> None:
+    def _release(self, stream: StreamState) -> None:
         """Return the flow-control credit of messages that will now never be consumed."""
         if stream.unconsumed > 0:
             self._h2.acknowledge_received_data(stream.unconsumed, stream.stream_id)
             stream.unconsumed = 0
 
-    def _abort(self, stream: _Stream, status: Status, message: str, out: list[Event]) -> None:
+    def _abort(self, stream: StreamState, status: Status, message: str, out: list[Event]) -> None:
         try:
             self.send_trailers(stream.stream_id, status, message)
         except STREAM_GONE:

@@ -26,6 +26,8 @@ PURE_MODULES = {
     "budget",
     "defences",
     "config",
+    "h2setup",
+    "streams",
 }
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
 # Who may import which greeter module (cli -> server -> connection -> pure -> h2).
@@ -40,7 +42,9 @@ ALLOWED_INTERNAL = {
     "budget": set(),
     "defences": {"budget", "config"},
     "headers": {"compression", "metadata", "events"},
-    "connection": {"compression", "config", "defences", "headers", "events", "framing"},
+    "h2setup": {"config"},
+    "streams": {"compression", "framing", "headers"},
+    "connection": {"config", "defences", "events", "h2setup", "headers", "streams"},
     "codec": {"protowire"},
     "stream": {"codec", "connection", "events", "status_details"},
     "observers": set(),

@@ -1,0 +1,95 @@
+"""Per-RPC state of the sans-IO core and the rules applied to each chunk of a request.
+
+Layer: pure (no I/O, no h2). The core (greeter.connection) keeps one StreamState per RPC: its
+message reassembly, decompression and flow-control credit on the way in, its queued bytes and
+trailers on the way out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from grpclib.const import Status
+
+from greeter import compression, headers
+from greeter.framing import FramedMessage, FramingError, MessageDecoder, MessageTooLargeError
+
+
+class RequestError(Exception):
+    """The request's data is bad: the RPC ends with `status` (PROTOCOL-HTTP2.md, DESIGN.md §5)."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class StreamState:
+    """Per-RPC state the core keeps between events."""
+
+    __slots__ = (
+        "closing",
+        "decoder",
+        "encoding",
+        "headers_sent",
+        "max_message_size",
+        "outbound",
+        "request_ended",
+        "stream_id",
+        "trailers",
+        "unconsumed",
+    )
+
+    def __init__(self, stream_id: int, encoding: str, max_message_size: int) -> None:
+        self.stream_id = stream_id
+        self.encoding = encoding
+        self.max_message_size = max_message_size
+        self.decoder = MessageDecoder(max_message_size)
+        self.request_ended = False
+        self.headers_sent = False
+        self.closing = False
+        """Trailers are queued: further request data is acknowledged and dropped."""
+        self.outbound: deque[bytes | memoryview] = deque()
+        self.trailers: headers.HeaderList | None = None
+        self.unconsumed = 0
+        """Flow-controlled bytes of delivered messages the application has not consumed yet."""
+
+    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int]]]:
+        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, its flow bytes)]).
+
+        Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
+        the application consumes them, which bounds what a slow handler lets pile up. Padding and
+        bytes of a message still incomplete are returned now: holding them could deadlock a
+        message larger than the window, and the size limit already bounds them. Raises
+        RequestError (state unchanged but for the decoder, which is then dead) for bad data.
+        """
+        held_before = self.decoder.buffered
+        try:
+            framed = self.decoder.feed(data)
+        except MessageTooLargeError as exc:
+            raise RequestError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+        except FramingError as exc:
+            raise RequestError(Status.INTERNAL, str(exc)) from None
+        messages = [
+            (self._decompress(message), 5 + len(message.payload) - (held_before if i == 0 else 0))
+            for i, message in enumerate(framed)
+        ]
+        due = len(data) - self.decoder.buffered if framed else 0
+        self.unconsumed += due
+        return flow_length - due, messages
+
+    def _decompress(self, message: FramedMessage) -> bytes:
+        if not message.compressed:
+            return message.payload
+        if self.encoding == compression.IDENTITY:
+            # PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding is a protocol error.
+            raise RequestError(Status.INTERNAL, "compressed message without grpc-encoding")
+        limit = self.max_message_size
+        try:
+            return compression.decompress(self.encoding, message.payload, limit)
+        except compression.DecompressedTooLargeError:
+            message_text = f"decompressed message larger than max ({limit})"
+            raise RequestError(Status.RESOURCE_EXHAUSTED, message_text) from None
+        except compression.DecompressionError as exc:
+            text = f"corrupt {self.encoding} message: {exc}"
+            raise RequestError(Status.INTERNAL, text) from None
