@@ -405,3 +405,36 @@ def grpcio_channel(
         if ready_timeout is not None:
             grpc.channel_ready_future(channel).result(timeout=ready_timeout)
         yield GrpcioGreeter.for_channel(channel)
+
+
+CLI_TIMEOUT = 20.0
+"""Seconds a `python -m greeter ...` subprocess gets before the test fails."""
+
+
+def run_greeter(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m greeter ARGS...` from the repo root, bounded by CLI_TIMEOUT."""
+    argv = [sys.executable, "-m", "greeter", *args]
+    try:
+        return subprocess.run(
+            argv,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{argv} did not finish within {CLI_TIMEOUT} s: {exc}") from None
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess[str]) -> str:
+    """The command failed cleanly: non-zero exit, no stdout, one stderr line; return it."""
+    assert done.returncode != 0, done
+    assert done.stdout == "", done
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]

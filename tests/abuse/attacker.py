@@ -46,6 +46,7 @@ from hyperframe.frame import (
 )
 
 from gen.greet import HelloRequest
+from greeter.tap.records import error_code_name as error_name
 from tests.peers import REPO_ROOT, GrpcioGreeter, ServerProcess, grpcio_channel
 from tests.server.rawclient import grpc_message, request_headers
 
@@ -65,29 +66,12 @@ REFUSED_STREAM = 0x7
 CANCEL = 0x8
 COMPRESSION_ERROR = 0x9
 ENHANCE_YOUR_CALM = 0xB
-ERROR_NAMES = {
-    0x0: "NO_ERROR",
-    0x1: "PROTOCOL_ERROR",
-    0x2: "INTERNAL_ERROR",
-    0x3: "FLOW_CONTROL_ERROR",
-    0x4: "SETTINGS_TIMEOUT",
-    0x5: "STREAM_CLOSED",
-    0x6: "FRAME_SIZE_ERROR",
-    0x7: "REFUSED_STREAM",
-    0x8: "CANCEL",
-    0x9: "COMPRESSION_ERROR",
-    0xB: "ENHANCE_YOUR_CALM",
-}
 
 SAY_HELLO = "/greet.Greeter/SayHello"
 LOTS_OF_REPLIES = "/greet.Greeter/LotsOfReplies"
 BIDI_HELLO = "/greet.Greeter/BidiHello"
 
 Header = tuple[str, str]
-
-
-def error_name(code: int) -> str:
-    return ERROR_NAMES.get(code, hex(code))
 
 
 # ------------------------------------------------------------------------------- /proc readers

@@ -8,55 +8,25 @@ exit non-zero with exactly one line on stderr and no traceback.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.interop.probe import AsSayHello, Probe, in_process_server
-from tests.peers import REPO_ROOT, grpc_js_server, grpcio_server
+from tests.peers import assert_one_line_failure, grpc_js_server, grpcio_server, run_greeter
 
 pytestmark = pytest.mark.timeout(30)
 
-RUN_TIMEOUT = 20.0
-"""Seconds the `hello` subprocess gets before the test fails."""
-
 
 def run_hello(name: str, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "greeter", "hello", name, "--target", target, *extra]
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    try:
-        return subprocess.run(
-            argv,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{argv} did not finish within {RUN_TIMEOUT} s: {exc}") from None
+    return run_greeter("hello", name, "--target", target, *extra)
 
 
 def assert_greeted(done: subprocess.CompletedProcess[str], name: str) -> None:
     assert (done.returncode, done.stdout) == (0, f"Hello {name}\n"), done
     assert "Traceback" not in done.stderr, done.stderr
-
-
-def assert_one_line_failure(done: subprocess.CompletedProcess[str]) -> str:
-    """The command failed cleanly: non-zero exit, nothing on stdout, one stderr line; return it."""
-    assert done.returncode != 0, done
-    assert done.stdout == "", done
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module", params=["grpcio", "grpc-js"])

@@ -8,7 +8,6 @@ start-up is awaited on its "serving ... on ..." line, never slept for.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from tests.peers import REPO_ROOT, GrpcioGreeter, ServerProcess
 
 RPC_TIMEOUT = 10.0
 """Seconds each RPC in these tests gets."""
-RUN_TIMEOUT = 20.0
 """Seconds a `greeter hello` subprocess gets."""
 
 
@@ -45,35 +43,6 @@ async def grpclib_calls_all_four(stub: GreeterStub) -> None:
     assert (await stub.lots_of_greetings(names, timeout=RPC_TIMEOUT)).message == "Hello x, y"
     bidi = stub.bidi_hello([HelloRequest(name="p")], timeout=RPC_TIMEOUT)
     assert [r.message async for r in bidi] == ["Hello p"]
-
-
-def run_greeter(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m greeter ARGS...` from the repo root, bounded by RUN_TIMEOUT."""
-    argv = [sys.executable, "-m", "greeter", *args]
-    try:
-        return subprocess.run(
-            argv,
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{argv} did not finish within {RUN_TIMEOUT} s: {exc}") from None
-
-
-def assert_one_line_failure(done: subprocess.CompletedProcess[str]) -> str:
-    """The command failed cleanly: non-zero exit, no stdout, one stderr line; return it."""
-    assert done.returncode != 0, done
-    assert done.stdout == "", done
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 @contextmanager

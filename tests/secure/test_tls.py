@@ -31,14 +31,12 @@ from greeter.server import Server, ServerConfig, Service
 from greeter.service import Greeter
 from greeter.stream import ServerStream
 from greeter.tls import client_context, server_context
-from tests.peers import GrpcioGreeter
+from tests.peers import GrpcioGreeter, assert_one_line_failure, run_greeter
 from tests.secure import (
     RPC_TIMEOUT,
-    assert_one_line_failure,
     greeter_serve,
     grpcio_calls_all_four,
     grpclib_calls_all_four,
-    run_greeter,
 )
 
 pytestmark = pytest.mark.timeout(30)

@@ -18,13 +18,11 @@ from grpclib.client import Channel
 from gen.greet import GreeterStub
 from greeter.server import Server, ServerConfig
 from greeter.service import Greeter
-from tests.peers import ServerProcess, grpcio_channel
+from tests.peers import ServerProcess, assert_one_line_failure, grpcio_channel, run_greeter
 from tests.secure import (
-    assert_one_line_failure,
     greeter_serve,
     grpcio_calls_all_four,
     grpclib_calls_all_four,
-    run_greeter,
 )
 
 pytestmark = pytest.mark.timeout(30)
