@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from grpclib.client import Channel, Handler
 from grpclib.config import Configuration
@@ -105,11 +105,11 @@ class _TappedProtocol(H2Protocol):
         self._observer: SafeObserver | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         peer = format_peer(transport.get_extra_info("peername"))
         self._observer = open_observer(self._tap, self._connection_id, peer)
         if self._observer is not None:
-            transport = _ObservedTransport(transport, self._observer)
+            # cast: uvloop's transports implement asyncio.Transport without subclassing it.
+            transport = _ObservedTransport(cast(asyncio.Transport, transport), self._observer)
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -384,10 +384,13 @@ class ServerConnection:
 
     def _on_stream_reset(self, event: h2.events.StreamReset, out: list[Event]) -> None:
         stream = self._streams.pop(event.stream_id, None)
-        if stream is not None:
-            self._release(stream)
-            out.append(StreamReset(event.stream_id, int(event.error_code or 0)))
-            self._count_reset("RST_STREAM from the peer", out)
+        if stream is None:
+            return
+        self._release(stream)
+        if stream.closing:
+            return  # the RPC had already ended here; the peer only drops what was still queued
+        out.append(StreamReset(event.stream_id, int(event.error_code or 0)))
+        self._count_reset("RST_STREAM from the peer", out)
 
     def _on_window_updated(self, event: object, out: list[Event]) -> None:
         # A WINDOW_UPDATE (stream or connection) or a SETTINGS change of INITIAL_WINDOW_SIZE /

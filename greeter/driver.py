@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -85,9 +85,9 @@ class ConnectionDriver(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = Peer(transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = Peer(self.transport)
         config = self._server.config
         self._observer = open_observer(
             self._server.tap, self.connection_id, format_peer(self.peer.addr())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import h2.exceptions
 from grpclib.const import Status
 from h2.settings import SettingCodes
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from greeter.config import CoreConfig
@@ -230,6 +230,20 @@ def apply(pair: Pair, app: App, action: tuple[object, ...], peer: Client) -> Non
 
 
 @settings(max_examples=150, deadline=None)
+# Found by this test: a peer RST_STREAM after the core aborted the RPC (its status still queued
+# behind a zero window) must not report the RPC's end a second time.
+@example(
+    script=[
+        ("open", False, None),
+        ("send", 0, 0, 1, False, None),
+        ("bad", 0, b"\x00\x00\x00\x00\tabc", False),
+        ("send", 0, 6, 1, False, None),
+        ("reset", 0),
+    ],
+    max_streams=2,
+    client_window=0,
+    auto_ack=False,
+)
 @given(
     script=actions,
     max_streams=st.sampled_from([2, 100]),
