@@ -14,8 +14,8 @@ serve: $(VENV)/.runtime
 
 test: $(VENV)/.dev $(NODE_DEPS)
 	$(BIN)/python tools/gen.py --check
-	$(BIN)/ruff check greeter tests tools bench
-	$(BIN)/ruff format --check greeter tests tools bench
+	$(BIN)/ruff check greeter tests tools benchmarks
+	$(BIN)/ruff format --check greeter tests tools benchmarks
 	$(BIN)/mypy --strict greeter
 	$(BIN)/pytest $(ARGS)
 

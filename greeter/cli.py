@@ -1,6 +1,7 @@
 """The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace.
-`serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH).
+`serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
+runs on uvloop when it is installed and can share its port among processes (greeter.workers).
 
 Layer: entry point. Parses arguments, configures logging, wires the server or the client
 together; no protocol logic.
@@ -29,7 +30,15 @@ from greeter.server import Server, Service
 from greeter.service import Greeter
 from greeter.tap.resolve import MessageTypes
 from greeter.tls import client_context, server_context
-from greeter.trace_options import add_trace_arguments, open_trace
+from greeter.trace_options import add_trace_arguments, open_trace, tracing_requested
+from greeter.workers import (
+    LOOP_CHOICES,
+    WorkerLink,
+    loop_factory,
+    loop_name,
+    run_workers,
+    uvloop_installed,
+)
 
 log = logging.getLogger("greeter")
 
@@ -77,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="mutual TLS: require client certificates signed by these PEM CAs",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port with SO_REUSEPORT (default 1; TCP only, "
+        "no --trace)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="event loop (default auto: uvloop when installed, else asyncio)",
+    )
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by greeter.workers
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")
     _add_hello_parser(commands)
@@ -163,20 +188,42 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error("serve: --tls-cert and --tls-key go together")
         if args.tls_client_ca is not None and args.tls_cert is None:
             parser.error("serve: --tls-client-ca needs --tls-cert and --tls-key")
+        if args.workers < 1:
+            parser.error("serve: --workers needs N >= 1")
+        if args.workers > 1 and args.uds is not None:
+            parser.error("serve: --workers needs TCP: processes cannot share a --uds socket path")
+        if args.workers > 1 and tracing_requested(args):
+            parser.error(
+                "serve: --trace needs --workers 1 (each worker numbers connections from 1)"
+            )
+        if args.loop == "uvloop" and not uvloop_installed():
+            parser.error(
+                "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
+            )
     elif args.tls_key is not None and args.tls_cert is None:
         parser.error("hello: --tls-key needs --tls-cert")
 
 
 def _listening_on(args: argparse.Namespace, server: Server) -> str:
-    """How the start-up line names the address: unix:PATH or HOST:PORT, plus (TLS)."""
+    """How the start-up line names the address: unix:PATH or HOST:PORT, plus (TLS, N workers)."""
     where = f"{UNIX_PREFIX}{server.address}" if args.uds else f"{server.host}:{server.port}"
+    notes = []
     if args.tls_client_ca:
-        return f"{where} (TLS, client certificates required)"
-    return f"{where} (TLS)" if args.tls_cert else where
+        notes.append("TLS, client certificates required")
+    elif args.tls_cert:
+        notes.append("TLS")
+    if args.workers > 1:
+        notes.append(f"{args.workers} workers")
+    return f"{where} ({', '.join(notes)})" if notes else where
 
 
-async def serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    As one of --workers N (`worker`): listen with SO_REUSEPORT and hand the serving line to the
+    parent, which logs it (and the shutdown) once for all workers.
+    """
+    quiet = logging.INFO if worker is None else logging.DEBUG
     services: list[Service] = [Greeter(), Health()]
     types = MessageTypes.from_services(services)
     tls = None
@@ -191,13 +238,20 @@ async def serve(args: argparse.Namespace) -> int:
             tap=tap,
             ssl=tls,
             uds=args.uds,
+            reuse_port=worker is not None,
         )
         await server.start()
-        log.info("serving %s on %s", ", ".join(server.service_names), _listening_on(args, server))
+        log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
+        names = ", ".join(server.service_names)
+        line = f"serving {names} on {_listening_on(args, server)}"
+        if worker is None:
+            log.info("%s", line)
+        else:
+            worker.ready(line)  # sent on the loop's next turn: after _until_signalled's handlers
         await _until_signalled()
-        log.info("shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
+        log.log(quiet, "shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
         await server.stop()
-    log.info("stopped")
+    log.log(quiet, "stopped")
     return 0
 
 
@@ -266,19 +320,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
+    serving = args.command == "serve"
+    worker_fd = args.worker_fd if serving else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(name)s: %(message)s",
+        format="%(name)s: %(message)s"
+        if worker_fd is None
+        else f"%(name)s[worker {args.worker_index}]: %(message)s",
         stream=sys.stderr,
     )
+    if worker_fd is not None:  # one of --workers N: failures go to the parent, which logs them
+        link = WorkerLink(worker_fd)
+        return _run(serve(args, link), loop_factory(args.loop), link.failed)
+    if serving and args.workers > 1:
+        return run_workers(
+            sys.argv[1:] if argv is None else argv,
+            count=args.workers,
+            host=DEFAULT_HOST if args.host is None else args.host,
+            port=DEFAULT_PORT if args.port is None else args.port,
+            grace=args.grace,
+        )
+    factory = loop_factory(args.loop) if serving else None
+    return _run(COMMANDS[args.command](args), factory, _log_error)
+
+
+def _log_error(message: str) -> None:
+    log.error("%s", message)
+
+
+def _run(
+    command: Coroutine[Any, Any, int],
+    factory: Callable[[], asyncio.AbstractEventLoop] | None,
+    report: Callable[[str], None],
+) -> int:
+    """Run `command` on a loop from `factory` (None: asyncio's); report a failure in one line."""
     try:
-        return asyncio.run(COMMANDS[args.command](args))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(command)
     except (OSError, ValueError) as exc:  # unreachable address, unreadable trace file, ...
-        log.error("%s", exc)
-        return 1
+        report(str(exc))
     except GRPCError as exc:  # a failed RPC: say what happened, no traceback
-        log.error("%s: %s", exc.status.name, exc.message)
-        return 1
+        report(f"{exc.status.name}: {exc.message}")
     except StreamTerminatedError as exc:
-        log.error("the connection failed: %s", exc)
-        return 1
+        report(f"the connection failed: {exc}")
+    return 1

@@ -48,7 +48,7 @@ from greeter.events import (
     StreamReset,
 )
 from greeter.h2setup import MAX_STREAM_ID, new_h2_connection
-from greeter.streams import RequestError, StreamState
+from greeter.streams import RequestError, StreamState, take_frame
 
 BytesObserver = Callable[[Literal["in", "out"], bytes], None]
 """Called with each chunk received ("in") and each chunk handed out for sending ("out")."""
@@ -85,6 +85,10 @@ class ServerConnection:
         self._h2 = new_h2_connection(self.config)
         self._defences = Defences(self.config, self._h2.max_inbound_frame_size)
         self._streams: dict[int, StreamState] = {}
+        self._dirty: dict[int, StreamState] = {}
+        """Streams with messages or trailers queued by commands, for `data_to_send`."""
+        self._credit: dict[int, int] = {}
+        """Flow-control bytes the application consumed, returned at `data_to_send`."""
         self._held_output = bytearray()
         self._goaway_last_stream_id: int | None = None
         self._shutdown_started = False
@@ -200,7 +204,14 @@ class ServerConnection:
         return last
 
     def data_to_send(self) -> bytes:
-        """Everything queued for the socket since the last call (possibly empty)."""
+        """Everything queued for the socket since the last call (possibly empty).
+
+        Messages, trailers and flow-control credit queued by commands since the last call are
+        handed to h2 here, once per call: messages share DATA frames, credit is returned in one
+        acknowledgement per stream.
+        """
+        if self._dirty or self._credit:
+            self._hand_over()
         data = self._h2.data_to_send()
         if self._held_output:
             data = bytes(self._held_output) + data
@@ -237,7 +248,8 @@ class ServerConnection:
         else:
             stream.outbound.append(prefix)
             stream.outbound.append(memoryview(payload))
-        self._flush(stream)
+        stream.queued += 5 + len(payload)
+        self._dirty[stream_id] = stream
 
     def send_trailers(
         self,
@@ -260,7 +272,7 @@ class ServerConnection:
             return
         stream.trailers = headers.trailers(status, message, metadata, details)
         stream.closing = True
-        self._flush(stream)
+        self._dirty[stream_id] = stream
 
     def acknowledge(self, stream_id: int, flow_bytes: int) -> None:
         """The application consumed a message: return its bytes to the peer's send window."""
@@ -268,7 +280,7 @@ class ServerConnection:
         if stream is None or flow_bytes <= 0:
             return  # a finished stream's unconsumed bytes were acknowledged when it ended
         stream.unconsumed -= flow_bytes
-        self._h2.acknowledge_received_data(flow_bytes, stream_id)
+        self._credit[stream_id] = self._credit.get(stream_id, 0) + flow_bytes
 
     def reset_stream(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         """Abandon a stream with RST_STREAM (e.g. the handler was cancelled)."""
@@ -281,7 +293,22 @@ class ServerConnection:
     def is_send_blocked(self, stream_id: int) -> bool:
         """True while queued response bytes wait for the peer's flow-control window."""
         stream = self._streams.get(stream_id)
-        return stream is not None and bool(stream.outbound)
+        if stream is None or not stream.queued:
+            return False
+        if stream_id not in self._dirty:
+            return True  # handed to h2 and still queued: only a WINDOW_UPDATE lets it go
+        # Not handed to h2 yet: blocked if this stream's window, or what the connection's
+        # window leaves after the streams queued before it this turn, cannot take it all.
+        with contextlib.suppress(*STREAM_GONE, h2.exceptions.StreamClosedError):
+            if stream.queued > self._h2.local_flow_control_window(stream_id):
+                return True
+            ahead = 0
+            for queued in self._dirty.values():
+                ahead += queued.queued
+                if queued is stream:
+                    break
+            return ahead > self._h2.outbound_flow_control_window
+        return False
 
     def start_shutdown(self) -> None:
         """Begin a graceful shutdown with the two-step GOAWAY of RFC 9113 §6.8.
@@ -452,18 +479,25 @@ class ServerConnection:
             )
             if room <= 0:
                 return False
-            chunk = outbound[0]
-            if len(chunk) <= room:
-                outbound.popleft()
-            else:
-                outbound[0] = chunk[room:]
-                chunk = chunk[:room]
+            chunk = take_frame(outbound, room)
+            stream.queued -= len(chunk)
             self._h2.send_data(stream_id, chunk)
             self._defences.data_sent()
         if stream.trailers is not None:
             self._h2.send_headers(stream_id, stream.trailers, end_stream=True)
             self._finish(stream)
         return True
+
+    def _hand_over(self) -> None:
+        """Give h2 what commands queued: credit first (it may let the peer send), then data."""
+        credit, self._credit = self._credit, {}
+        for stream_id, flow_bytes in credit.items():
+            # For a stream that ended meanwhile h2 returns the connection-level credit only.
+            self._h2.acknowledge_received_data(flow_bytes, stream_id)
+        dirty, self._dirty = self._dirty, {}
+        for stream_id, stream in dirty.items():
+            if self._streams.get(stream_id) is stream and not self.closed:
+                self._flush(stream)
 
     def _finish(self, stream: StreamState) -> None:
         """The response is complete: forget the stream, ask the client to stop if it still sends."""

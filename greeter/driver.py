@@ -372,6 +372,12 @@ class ConnectionDriver(asyncio.Protocol):
         data = self.conn.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
+        # Queued messages and trailers were just handed to HTTP/2: a sender waiting for room
+        # may go on, and a draining connection whose last response went out may close.
+        for stream_id in [s for s in self._send_waiters if not self.conn.is_send_blocked(s)]:
+            self._wake_sender(stream_id)
+        if self._draining and not self.conn.closed:
+            self._close_if_drained()
 
     def start_shutdown(self) -> None:
         """Send the first GOAWAY; the connection closes once acknowledged and RPCs are done."""

@@ -53,6 +53,7 @@ class Server:
         tap: ObserverFactory | None = None,
         ssl: SSLContext | None = None,
         uds: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.mapping: dict[str, Handler] = {}
         for service in services:
@@ -62,6 +63,8 @@ class Server:
         self.ssl = ssl
         self.uds = uds
         """A Unix socket path to listen on instead of host and port."""
+        self.reuse_port = reuse_port
+        """SO_REUSEPORT: several processes listen on one port, the kernel spreads connections."""
         self.config = config or ServerConfig()
         self.tap = tap
         """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
@@ -91,7 +94,9 @@ class Server:
             _remove_stale_socket(self.uds)
             self._server = await loop.create_unix_server(factory, self.uds, **tls)
         else:
-            self._server = await loop.create_server(factory, self.host, self.requested_port, **tls)
+            self._server = await loop.create_server(
+                factory, self.host, self.requested_port, reuse_port=self.reuse_port, **tls
+            )
 
     @property
     def port(self) -> int:

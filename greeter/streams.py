@@ -34,6 +34,7 @@ class StreamState:
         "headers_sent",
         "max_message_size",
         "outbound",
+        "queued",
         "request_ended",
         "stream_id",
         "trailers",
@@ -50,6 +51,8 @@ class StreamState:
         self.closing = False
         """Trailers are queued: further request data is acknowledged and dropped."""
         self.outbound: deque[bytes | memoryview] = deque()
+        self.queued = 0
+        """Bytes in `outbound`: what the peer's window must admit before the sender may go on."""
         self.trailers: headers.HeaderList | None = None
         self.unconsumed = 0
         """Flow-controlled bytes of delivered messages the application has not consumed yet."""
@@ -93,3 +96,28 @@ class StreamState:
         except compression.DecompressionError as exc:
             text = f"corrupt {self.encoding} message: {exc}"
             raise RequestError(Status.INTERNAL, text) from None
+
+
+def take_frame(outbound: deque[bytes | memoryview], room: int) -> bytes | memoryview:
+    """Up to `room` bytes from the front of the send queue, for one DATA frame.
+
+    Small messages queued in one loop turn share a frame (gRPC lets a DATA frame carry several
+    messages, or part of one): one h2 frame per message is most of a streaming RPC's cost.
+    """
+    first = outbound[0]
+    if len(first) >= room:
+        if len(first) == room:
+            return outbound.popleft()
+        outbound[0] = first[room:]
+        return first[:room]
+    parts = [outbound.popleft()]
+    size = len(first)
+    while outbound and size + len(outbound[0]) <= room:
+        piece = outbound.popleft()
+        parts.append(piece)
+        size += len(piece)
+    if outbound and size < room:
+        piece, cut = outbound[0], room - size
+        parts.append(piece[:cut])
+        outbound[0] = piece[cut:]
+    return b"".join(parts)

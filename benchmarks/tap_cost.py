@@ -1,23 +1,25 @@
 """What the wire tap costs: unary throughput with no tap code, with the tap off, with it on.
 
-Usage: .venv/bin/python bench/tap_cost.py [--baseline REF] [--requests N] [--rounds R]
+Usage: .venv/bin/python benchmarks/tap_cost.py [--baseline REF] [--requests N] [--rounds R]
 
 "No tap code" is the server from git REF (default: the last commit before the core got its byte
 observer), checked out into a temporary git worktree; "tap off" and "tap on" are this checkout,
 the latter with a Tap per connection writing JSON Lines to /dev/null. All three run in one
-invocation, interleaved over several rounds, under the same h2load load as bench/compare.py;
-the script prints the best req/s of each and the ratios. A script, not a test.
+invocation, interleaved over several rounds, under benchmarks/run.py's unary h2load load
+(-c 4 -m 16 by default); the script prints the best req/s of each and the ratios. A script, not
+a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from compare import ROOT, free_port, h2load, request_body, wait_listening
+from run import ROOT, Load, free_port, h2load, loads, stop, wait_listening
 
 BASELINE_REF = "441c381"  # "connection: one helper asks the client to stop...": no tap code yet
 
@@ -40,17 +42,17 @@ asyncio.run(main())
 """
 
 
-def measure(root: Path, tap_on: bool, body: Path, args: argparse.Namespace) -> float:
+def measure(root: Path, tap_on: bool, load: Load, requests: int, directory: Path) -> float:
+    """Unary req/s of one server (this checkout or the baseline), after a warm-up run."""
     port = free_port()
     source = SERVER.format(root=str(root), tap_on=tap_on, port=port)
-    process = subprocess.Popen([sys.executable, "-c", source], cwd=root)
+    process = subprocess.Popen([sys.executable, "-c", source], cwd=root, start_new_session=True)
     try:
         wait_listening(port)
-        h2load(port, "/greet.Greeter/SayHello", body, args, args.streams)  # warm-up
-        return h2load(port, "/greet.Greeter/SayHello", body, args, args.streams)
+        h2load(port, load, load.probe, directory)  # warm-up
+        return h2load(port, load, requests, directory).rate
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def main() -> int:
@@ -69,14 +71,17 @@ def main() -> int:
             check=True, capture_output=True,
         )  # fmt: skip
         try:
-            body = request_body(Path(tmp), "world", 0)
+            unary = next(load for load in loads() if load.key == "unary_4")
+            load = dataclasses.replace(unary, clients=args.clients, streams=args.streams)
+            requests = max(args.clients, args.requests // args.clients * args.clients)
             for _ in range(args.rounds):
                 for name, root, tap_on in (
                     ("no tap code", baseline, False),
                     ("tap off", ROOT, False),
                     ("tap on", ROOT, True),
                 ):
-                    best[name] = max(best[name], measure(root, tap_on, body, args))
+                    rate = measure(root, tap_on, load, requests, Path(tmp))
+                    best[name] = max(best[name], rate)
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],

@@ -1,0 +1,110 @@
+"""The servers benchmarks/run.py compares, each serving greet.Greeter with the same semantics.
+
+Usage: .venv/bin/python benchmarks/servers.py {greeter,greeter-uvloop,grpclib,grpc-aio} --port N
+
+Every server answers on loopback with the betterproto2 messages of gen.greet, so the codec is
+the same and the transport is what differs. Each kind imports only its own stack (the idle
+memory figure compares processes). The bare h2 loop is benchmarks/bare_h2.py; `greeter
+--workers N` is the CLI's `python -m greeter serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+async def greeter_server(port: int) -> None:
+    """greeter's own server, default settings, tap off."""
+    from greeter.server import Server  # noqa: PLC0415 (each kind imports only its stack)
+    from greeter.service import Greeter  # noqa: PLC0415
+
+    async with Server([Greeter()], host="127.0.0.1", port=port):
+        await asyncio.Event().wait()
+
+
+async def grpclib_server(port: int) -> None:
+    """grpclib's server around the very same service class."""
+    from grpclib.server import Server  # noqa: PLC0415
+
+    from greeter.service import Greeter  # noqa: PLC0415
+
+    server = Server([Greeter()])
+    await server.start("127.0.0.1", port)
+    await server.wait_closed()
+
+
+async def grpc_aio_server(port: int) -> None:
+    """grpc.aio (C-core) with generic handlers: betterproto2 messages as its serializers."""
+    import grpc  # noqa: PLC0415
+
+    from gen.greet import HelloReply, HelloRequest  # noqa: PLC0415
+
+    async def say_hello(request: HelloRequest, context: Any) -> HelloReply:
+        return HelloReply(message=f"Hello {request.name}")
+
+    async def lots_of_replies(request: HelloRequest, context: Any) -> AsyncIterator[HelloReply]:
+        for index in range(1, request.count + 1):
+            yield HelloReply(message=f"Hello {request.name} #{index}")
+
+    async def lots_of_greetings(requests: AsyncIterator[HelloRequest], context: Any) -> HelloReply:
+        names = [request.name async for request in requests]
+        return HelloReply(message="Hello " + ", ".join(names))
+
+    async def bidi_hello(
+        requests: AsyncIterator[HelloRequest], context: Any
+    ) -> AsyncIterator[HelloReply]:
+        async for request in requests:
+            yield HelloReply(message=f"Hello {request.name}")
+
+    codec: dict[str, Any] = {
+        "request_deserializer": HelloRequest.FromString,
+        "response_serializer": bytes,
+    }
+    handlers = {
+        "SayHello": grpc.unary_unary_rpc_method_handler(say_hello, **codec),
+        "LotsOfReplies": grpc.unary_stream_rpc_method_handler(lots_of_replies, **codec),
+        "LotsOfGreetings": grpc.stream_unary_rpc_method_handler(lots_of_greetings, **codec),
+        "BidiHello": grpc.stream_stream_rpc_method_handler(bidi_hello, **codec),
+    }
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("greet.Greeter", handlers)]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+KINDS: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {
+    "greeter": greeter_server,
+    "greeter-uvloop": greeter_server,
+    "grpclib": grpclib_server,
+    "grpc-aio": grpc_aio_server,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    coroutine = KINDS[args.kind](args.port)
+    if args.kind.endswith("-uvloop"):
+        import uvloop  # noqa: PLC0415 (optional)
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coroutine)
+    else:
+        asyncio.run(coroutine)
+
+
+if __name__ == "__main__":
+    main()
