@@ -93,17 +93,6 @@ class ServerConnection:
         self._goaway_last_stream_id: int | None = None
         self._shutdown_started = False
         self.closed = False
-        self._dispatch: dict[type[Any], Callable[[Any, list[Event]], None]] = {
-            h2.events.RequestReceived: self._on_request,
-            h2.events.DataReceived: self._on_data,
-            h2.events.StreamEnded: self._on_stream_ended,
-            h2.events.StreamReset: self._on_stream_reset,
-            h2.events.WindowUpdated: self._on_window_updated,
-            h2.events.RemoteSettingsChanged: self._on_window_updated,
-            h2.events.PingReceived: self._on_ping,
-            h2.events.PingAckReceived: self._on_ping_ack,
-            h2.events.ConnectionTerminated: self._on_connection_terminated,
-        }
 
     # -- bytes in, bytes out -------------------------------------------------------------------
 
@@ -153,7 +142,7 @@ class ServerConnection:
             events.extend(self._protocol_error(exc))
             return
         for h2_event in h2_events:
-            self._dispatch.get(type(h2_event), _ignore)(h2_event, events)
+            _DISPATCH.get(type(h2_event), _ignore)(self, h2_event, events)
             if self.closed:
                 break
 
@@ -588,8 +577,22 @@ class ServerConnection:
         self._held_output += frame.serialize()
 
 
-def _ignore(event: object, out: list[Event]) -> None:
+def _ignore(connection: ServerConnection, event: object, out: list[Event]) -> None:
     """h2 events the gRPC layer has no use for (SETTINGS ACKs, PINGs h2 answers, priority)."""
+
+
+# One table for every connection (bound methods per connection would cost memory per connection).
+_DISPATCH: dict[type[Any], Callable[[ServerConnection, Any, list[Event]], None]] = {
+    h2.events.RequestReceived: ServerConnection._on_request,
+    h2.events.DataReceived: ServerConnection._on_data,
+    h2.events.StreamEnded: ServerConnection._on_stream_ended,
+    h2.events.StreamReset: ServerConnection._on_stream_reset,
+    h2.events.WindowUpdated: ServerConnection._on_window_updated,
+    h2.events.RemoteSettingsChanged: ServerConnection._on_window_updated,
+    h2.events.PingReceived: ServerConnection._on_ping,
+    h2.events.PingAckReceived: ServerConnection._on_ping_ack,
+    h2.events.ConnectionTerminated: ServerConnection._on_connection_terminated,
+}
 
 
 __all__ = ["BytesObserver", "CoreConfig", "Metadata", "ServerConnection", "StreamGoneError"]

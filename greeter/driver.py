@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.const import Cardinality, Status
@@ -68,19 +69,6 @@ class ConnectionDriver(asyncio.Protocol):
         self._draining = False
         """No new RPC can start (final GOAWAY sent, or the peer's GOAWAY): close once idle."""
         self.closed = self._loop.create_future()
-        self._handlers: dict[type[Any], Any] = {
-            RequestReceived: self._on_request,
-            MessageReceived: self._on_message,
-            RequestEnded: self._on_request_ended,
-            RpcAborted: self._on_gone,
-            StreamReset: self._on_gone,
-            SendUnblocked: self._on_send_unblocked,
-            RequestRejected: self._on_rejected,
-            ConnectionTerminated: self._on_terminated,
-            ShutdownAcknowledged: self._on_shutdown_acknowledged,
-            DefenceTriggered: self._on_defence,
-            KeepaliveAcknowledged: self._on_keepalive_acknowledged,
-        }
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -199,7 +187,7 @@ class ConnectionDriver(asyncio.Protocol):
     # -- core events ---------------------------------------------------------------------------
 
     def _dispatch(self, event: Event) -> None:
-        self._handlers[type(event)](event)
+        HANDLERS[type(event)](self, event)
 
     def _on_request(self, event: RequestReceived) -> None:
         handler = self._server.mapping.get(event.path)
@@ -411,3 +399,19 @@ class ConnectionDriver(asyncio.Protocol):
     def _send_keepalive(self) -> None:
         self.conn.send_keepalive_ping()
         self._flush()
+
+
+HANDLERS: dict[type[Any], Callable[[ConnectionDriver, Any], None]] = {
+    RequestReceived: ConnectionDriver._on_request,
+    MessageReceived: ConnectionDriver._on_message,
+    RequestEnded: ConnectionDriver._on_request_ended,
+    RpcAborted: ConnectionDriver._on_gone,
+    StreamReset: ConnectionDriver._on_gone,
+    SendUnblocked: ConnectionDriver._on_send_unblocked,
+    RequestRejected: ConnectionDriver._on_rejected,
+    ConnectionTerminated: ConnectionDriver._on_terminated,
+    ShutdownAcknowledged: ConnectionDriver._on_shutdown_acknowledged,
+    DefenceTriggered: ConnectionDriver._on_defence,
+    KeepaliveAcknowledged: ConnectionDriver._on_keepalive_acknowledged,
+}
+"""What the driver does with each core event: one table for every connection."""

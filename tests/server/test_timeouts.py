@@ -13,6 +13,7 @@ from hyperframe.frame import PingFrame
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.config import Timeouts
+from greeter.driver import HANDLERS
 from greeter.events import RequestReceived
 from greeter.server import Server, ServerConfig
 from greeter.service import Greeter
@@ -94,15 +95,15 @@ async def test_a_bug_in_the_driver_costs_only_its_connection(
     caplog.set_level(logging.ERROR, logger="greeter.server")
     async with serving(timeouts=NO_LIMITS) as server:
         healthy = await RawClient.connect(server.port)
-        (connection,) = server.connections
 
-        def broken(event: object) -> None:
+        def broken(driver: object, event: object) -> None:
             raise RuntimeError("simulated bug")
 
-        monkeypatch.setitem(connection._handlers, RequestReceived, broken)
+        monkeypatch.setitem(HANDLERS, RequestReceived, broken)
         healthy.start_request("/greet.Greeter/SayHello")
         await healthy.wait_closed_by_server()
         assert healthy.goaways[-1].error_code == ErrorCodes.INTERNAL_ERROR
+        monkeypatch.undo()  # the bug is gone again: a new connection must be served
         other = await RawClient.connect(server.port)  # the server itself is fine
         result = await other.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="z")))
         assert HelloReply.FromString(result.messages()[0]).message == "Hello z"
