@@ -1,5 +1,6 @@
 """The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
-and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace.
+and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
+`interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases.
 `serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
 runs on uvloop when it is installed and can share its port among processes (greeter.workers).
 
@@ -24,6 +25,7 @@ from grpclib.health.service import Health
 
 from gen.greet import GreeterStub, HelloRequest
 from greeter.client_tap import TappedChannel
+from greeter.interop import TestService
 from greeter.proxy import Proxy
 from greeter.serve_options import add_limit_arguments, server_config
 from greeter.server import Server, Service
@@ -44,6 +46,8 @@ log = logging.getLogger("greeter")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
+INTEROP_PORT = 10000
+"""interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
 UDS_TLS_SERVER_NAME = "localhost"
 """The name a TLS server behind a Unix socket must have in its certificate (gRPC's default
@@ -107,7 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hello_parser(commands)
     _add_proxy_parser(commands)
     _add_replay_parser(commands)
+    _add_interop_parser(commands)
     return parser
+
+
+def _add_interop_parser(commands: Any) -> None:
+    interop = commands.add_parser(
+        "interop-server",
+        help="serve grpc.testing.TestService and grpc.health.v1.Health (gRPC's interop cases)",
+    )
+    interop.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    interop.add_argument(
+        "--port",
+        type=int,
+        default=INTEROP_PORT,
+        help=f"default {INTEROP_PORT}; 0 picks a free port",
+    )
+    interop.add_argument(
+        "--grace", type=float, default=5.0, metavar="SECONDS", help="shutdown grace (default 5)"
+    )
 
 
 def _add_hello_parser(commands: Any) -> None:
@@ -255,6 +277,18 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
     return 0
 
 
+async def interop_server(args: argparse.Namespace) -> int:
+    """Serve TestService + Health until SIGINT or SIGTERM, then shut down gracefully."""
+    server = Server([TestService(), Health()], host=args.host, port=args.port)
+    await server.start()
+    log.info("serving %s on %s", ", ".join(server.service_names), server.address)
+    await _until_signalled()
+    log.info("shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
+    await server.stop(args.grace)
+    log.info("stopped")
+    return 0
+
+
 def _channel_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """grpclib Channel keywords for hello's --target and --tls-* options."""
     options: dict[str, Any] = {}
@@ -313,6 +347,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "hello": hello,
     "proxy": proxy,
     "replay": replay,
+    "interop-server": interop_server,
 }
 
 

@@ -20,6 +20,7 @@ from grpclib.protocol import Peer
 from h2.errors import ErrorCodes
 
 from greeter.connection import ServerConnection
+from greeter.context import rpc_scope
 from greeter.events import (
     ConnectionTerminated,
     DefenceTriggered,
@@ -288,7 +289,8 @@ class ConnectionDriver(asyncio.Protocol):
 
     async def _run(self, stream: ServerStream[Any, Any]) -> None:
         try:
-            await stream.handler.func(stream)
+            with rpc_scope(stream):  # greeter.context.current_rpc() inside the handler
+                await stream.handler.func(stream)
             if not stream.trailers_sent:
                 self._end(stream, Status.OK, "")
         except GRPCError as exc:

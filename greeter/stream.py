@@ -73,6 +73,8 @@ class ServerStream(Generic[RecvT, SendT]):
         self._waiter: asyncio.Future[None] | None = None
         self.headers_sent = False
         self.trailers_sent = False
+        self.trailing_metadata: list[tuple[str, str | bytes]] = []
+        """Sent with the final status, whoever ends the RPC (see set_trailing_metadata)."""
         self.gone = False
         """The client can no longer be answered (reset, deadline, connection lost, aborted)."""
         self.task: asyncio.Task[None] | None = None
@@ -144,6 +146,10 @@ class ServerStream(Generic[RecvT, SendT]):
         self._command(self._host.conn.send_headers, _pairs(metadata))
         self.headers_sent = True
 
+    def set_trailing_metadata(self, metadata: MetadataLike) -> None:
+        """Add custom metadata to the trailers, sent when the RPC ends (OK or error status)."""
+        self.trailing_metadata.extend(_pairs(metadata))
+
     async def send_message(self, message: SendT) -> None:
         """Send one response message; waits while the peer's flow-control window is closed."""
         payload = codec.encode(message)
@@ -174,9 +180,13 @@ class ServerStream(Generic[RecvT, SendT]):
         details: Any = None,
         metadata: MetadataLike | None = None,
     ) -> None:
-        """Send the trailers now; `details` (protobuf messages) go into grpc-status-details-bin."""
+        """Send the trailers now; `details` (protobuf messages) go into grpc-status-details-bin.
+
+        The trailers carry `trailing_metadata` (set_trailing_metadata) followed by `metadata`.
+        """
         encoded = encode_status(status.value, message, details) if details else None
-        self._command(self._host.conn.send_trailers, status, message, _pairs(metadata), encoded)
+        pairs = [*self.trailing_metadata, *_pairs(metadata)]
+        self._command(self._host.conn.send_trailers, status, message, pairs, encoded)
         self.trailers_sent = True
 
     async def cancel(self) -> None:

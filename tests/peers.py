@@ -273,6 +273,24 @@ def spawn_greeter_server(
 
 
 @contextmanager
+def spawn_interop_server(
+    *extra_args: str, ready_timeout: float = 20, stop_timeout: float = 10
+) -> Iterator[ServerProcess]:
+    """Start `python -m greeter interop-server --host 127.0.0.1 --port 0 EXTRA_ARGS`.
+
+    Like spawn_greeter_server: yields once the "serving ... on HOST:PORT" line appeared, stops
+    with SIGTERM on exit.
+    """
+    argv = [sys.executable, "-m", "greeter", "interop-server", "--host", "127.0.0.1", "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=env)
+    with _running(process, stop_timeout):
+        match = process.wait_for_line(GREETER_SERVING_LINE, ready_timeout)
+        process.target = f"{match.group(1)}:{match.group(2)}"
+        yield process
+
+
+@contextmanager
 def greeter_server_process(
     *extra_args: str, ready_timeout: float = 20, stop_timeout: float = 10
 ) -> Iterator[str]:

@@ -1,4 +1,7 @@
-"""Regenerate gen/ from greet.proto with the pinned betterproto2 compiler, or check it is current.
+"""Regenerate gen/ from the repo's .proto files with the pinned betterproto2 compiler, or check it.
+
+The sources: greet.proto (gen/greet) and the grpc.testing interop interface under proto/
+(gen/grpc/testing), compiled in one protoc run so gen/'s shared files are made once.
 
 Usage: python tools/gen.py          rewrite gen/
        python tools/gen.py --check  print a diff and exit 1 when gen/ differs from a fresh run
@@ -19,7 +22,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO = "greet.proto"
+PROTO_DIR = ROOT / "proto"
+PROTOS = (
+    "greet.proto",  # found via -I ROOT
+    "grpc/testing/empty.proto",  # the rest via -I proto/
+    "grpc/testing/messages.proto",
+    "grpc/testing/test.proto",
+)
 OPTIONS = "server_generation=async,client_generation=async"
 
 
@@ -32,12 +41,14 @@ def generate(out_dir: Path) -> None:
             sys.executable,
             "-m",
             "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
             f"-I{ROOT}",
             f"--python_betterproto2_out={out_dir}",
             f"--python_betterproto2_opt={OPTIONS}",
-            str(ROOT / PROTO),
+            *PROTOS,
         ],
         check=True,
+        cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
     )
