@@ -23,10 +23,12 @@ from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
 
+from gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from gen.greet import GreeterStub, HelloRequest
 from greeter.client_tap import TappedChannel
 from greeter.interop import TestService
 from greeter.proxy import Proxy
+from greeter.reflection import with_reflection
 from greeter.serve_options import add_limit_arguments, server_config
 from greeter.server import Server, Service
 from greeter.service import Greeter
@@ -248,6 +250,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
     quiet = logging.INFO if worker is None else logging.DEBUG
     services: list[Service] = [Greeter(), Health()]
     types = MessageTypes.from_services(services)
+    services = with_reflection(services, default_google_proto_descriptor_pool)
     tls = None
     if args.tls_cert is not None:
         tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -279,7 +282,8 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
 
 async def interop_server(args: argparse.Namespace) -> int:
     """Serve TestService + Health until SIGINT or SIGTERM, then shut down gracefully."""
-    server = Server([TestService(), Health()], host=args.host, port=args.port)
+    services = with_reflection([TestService(), Health()], default_google_proto_descriptor_pool)
+    server = Server(services, host=args.host, port=args.port)
     await server.start()
     log.info("serving %s on %s", ", ".join(server.service_names), server.address)
     await _until_signalled()

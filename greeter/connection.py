@@ -212,26 +212,42 @@ class ServerConnection:
     # -- commands --------------------------------------------------------------------------------
 
     def send_headers(
-        self, stream_id: int, metadata: Iterable[tuple[str, str | bytes]] = ()
+        self,
+        stream_id: int,
+        metadata: Iterable[tuple[str, str | bytes]] = (),
+        *,
+        compress: bool = False,
     ) -> None:
-        """Send Response-Headers with custom metadata; at most once, before any message."""
+        """Send Response-Headers with custom metadata; at most once, before any message.
+
+        With `compress` the response may compress messages: the headers name the stream's
+        response encoding (chosen from the request's grpc-accept-encoding) in `grpc-encoding`,
+        unless the client accepts no compression. Without it no message of the RPC can be
+        compressed (`send_message(compress=True)` then sends flag 0).
+        """
         stream = self._open_stream(stream_id)
         if stream.headers_sent:
             raise RuntimeError(f"response headers already sent on stream {stream_id}")
-        self._h2.send_headers(stream_id, headers.response_headers(metadata))
+        encoding = stream.header_encoding(compress)
+        self._h2.send_headers(stream_id, headers.response_headers(metadata, encoding))
+        stream.sent_encoding = encoding
         stream.headers_sent = True
         self._defences.pings.response_sent()
 
-    def send_message(self, stream_id: int, payload: bytes) -> None:
+    def send_message(self, stream_id: int, payload: bytes, *, compress: bool = False) -> None:
         """Queue one response message; it leaves as the peer's flow-control window allows.
 
+        With `compress` the message is compressed (flag 1) with the encoding the response
+        headers announced; they are sent now if they were not yet, announcing it. When the
+        headers went out without one (or the client accepts none), the message goes uncompressed.
         After this call `is_send_blocked` tells whether the message is still (partly) queued;
         the driver then waits for `SendUnblocked` before sending more (back-pressure).
         """
         stream = self._open_stream(stream_id)
         if not stream.headers_sent:
-            self.send_headers(stream_id)
-        prefix = struct.pack(">BI", 0, len(payload))
+            self.send_headers(stream_id, compress=compress)
+        flag, payload = stream.outbound_message(payload, compress)
+        prefix = struct.pack(">BI", flag, len(payload))
         if len(payload) <= COALESCE_LIMIT:
             stream.outbound.append(prefix + payload)
         else:
@@ -352,7 +368,10 @@ class ServerConnection:
             out.append(RequestRejected(stream_id, exc.message))
             return
         self._streams[stream_id] = StreamState(
-            stream_id, head.encoding, self.config.max_receive_message_size
+            stream_id,
+            head.encoding,
+            self.config.max_receive_message_size,
+            headers.response_encoding(head.accept_encoding),
         )
         out.append(
             RequestReceived(
@@ -385,7 +404,10 @@ class ServerConnection:
             return
         if ack_now:
             self._h2.acknowledge_received_data(ack_now, stream_id)
-        out.extend(MessageReceived(stream_id, payload, flow) for payload, flow in messages)
+        out.extend(
+            MessageReceived(stream_id, payload, flow, compressed)
+            for payload, flow, compressed in messages
+        )
 
     def _on_stream_ended(self, event: h2.events.StreamEnded, out: list[Event]) -> None:
         stream = self._streams.get(event.stream_id)

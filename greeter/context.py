@@ -13,8 +13,14 @@ anything it awaits or iterates in the same task, `current_rpc()` returns it::
             rpc.set_trailing_metadata([("x-done", "1")])
             return Reply()
 
+The handler context is the `ServerStream` itself (no wrapper): `metadata`, `deadline`,
+`time_remaining()`, `peer_address`, `peer_certificate`, `last_message_compressed`, `cancelled`,
+`send_initial_metadata`, `set_trailing_metadata`, `set_response_compression(enabled)` (the RPC's
+default) and `set_message_compression(enabled)` (the next response message only).
+
 Rule: handler code only reads the stream's request side (metadata, deadline, peer) and uses its
-metadata calls; it never sends messages or trailers itself, which the generated wrapper does.
+metadata and compression calls; it never sends messages or trailers itself, which the generated
+wrapper does.
 Outside a handler (another task, another server) `current_rpc()` raises LookupError.
 """
 
@@ -23,15 +29,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from greeter.stream import ServerStream
 
-_CURRENT: ContextVar[ServerStream[Any, Any]] = ContextVar("greeter_current_rpc")
+RpcContext: TypeAlias = "ServerStream[Any, Any]"
+"""What `current_rpc()` returns: the handler-facing ServerStream (for annotations)."""
+
+_CURRENT: ContextVar[RpcContext] = ContextVar("greeter_current_rpc")
 
 
-def current_rpc() -> ServerStream[Any, Any]:
+def current_rpc() -> RpcContext:
     """The RPC whose handler is running in this task; LookupError outside any handler."""
     try:
         return _CURRENT.get()

@@ -209,7 +209,7 @@ class ConnectionDriver(asyncio.Protocol):
         stream = self._rpcs.get(event.stream_id)
         if stream is None:
             return
-        stream.deliver(event.payload, event.flow_bytes)
+        stream.deliver(event.payload, event.flow_bytes, event.compressed)
         if stream.task is None and stream.received > 1:
             self._fail(stream, Status.UNIMPLEMENTED, "expected one request message, got more")
 

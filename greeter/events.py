@@ -36,6 +36,8 @@ class MessageReceived:
     stream_id: int
     payload: bytes
     flow_bytes: int
+    compressed: bool = False
+    """The message arrived with the compressed flag set (it was compressed on the wire)."""
 
 
 @dataclass(frozen=True, slots=True)

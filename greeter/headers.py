@@ -43,6 +43,7 @@ class RequestHead:
     """What the core needs of a validated request; built by `parse_request`."""
 
     __slots__ = (
+        "accept_encoding",
         "authority",
         "content_type",
         "encoding",
@@ -58,6 +59,8 @@ class RequestHead:
         self.content_type = ""
         self.timeout: float | None = None
         self.encoding = compression.IDENTITY
+        self.accept_encoding = ""
+        """The request's grpc-accept-encoding: what the client can decompress ("" when absent)."""
         self.user_agent: str | None = None
         self.metadata: Metadata = ()
 
@@ -104,6 +107,8 @@ def _apply_field(
             ) from None
     elif name == "grpc-encoding":
         head.encoding = value
+    elif name == "grpc-accept-encoding":
+        head.accept_encoding = value
     elif name == "user-agent":
         head.user_agent = value
         custom.append((name, value))
@@ -143,6 +148,23 @@ def parse_request(headers: HeaderList) -> RequestHead:
     return head
 
 
+# Response compression preference: gzip first (every gRPC implementation reads it), then deflate.
+RESPONSE_ENCODING_PREFERENCE = (compression.GZIP, compression.DEFLATE)
+
+
+def response_encoding(accept_encoding: str) -> str:
+    """The grpc-encoding for a response, chosen once per RPC from the request's accept list.
+
+    compression.md: a server compresses only with an encoding the client listed in
+    grpc-accept-encoding; gzip is preferred, then deflate, else identity (no compression).
+    """
+    accepted = {token.strip().lower() for token in accept_encoding.split(",")}
+    for encoding in RESPONSE_ENCODING_PREFERENCE:
+        if encoding in accepted:
+            return encoding
+    return compression.IDENTITY
+
+
 def encode_metadata(pairs: Iterable[tuple[str, str | bytes]]) -> HeaderList:
     """Custom metadata to header fields; reserved or invalid keys are refused with ValueError."""
     fields: HeaderList = []
@@ -154,14 +176,19 @@ def encode_metadata(pairs: Iterable[tuple[str, str | bytes]]) -> HeaderList:
     return fields
 
 
-def response_headers(custom: Iterable[tuple[str, str | bytes]] = ()) -> HeaderList:
-    """Response-Headers (PROTOCOL-HTTP2.md "Responses"): status, content-type, then metadata."""
-    return [
-        (b":status", b"200"),
-        (b"content-type", b"application/grpc"),
-        (b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()),
-        *encode_metadata(custom),
-    ]
+def response_headers(
+    custom: Iterable[tuple[str, str | bytes]] = (), encoding: str = compression.IDENTITY
+) -> HeaderList:
+    """Response-Headers (PROTOCOL-HTTP2.md "Responses"): status, content-type, then metadata.
+
+    `grpc-encoding` is sent only when the response compresses (an encoding other than identity).
+    """
+    fields: HeaderList = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    if encoding != compression.IDENTITY:
+        fields.append((b"grpc-encoding", encoding.encode()))
+    fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
+    fields.extend(encode_metadata(custom))
+    return fields
 
 
 def trailers(

@@ -8,10 +8,16 @@ Behaviour follows gRPC's doc/interop-test-descriptions.md ("Server" section):
   `x-grpc-test-echo-trailing-bin` as trailing metadata, on every method;
 - a request's `response_status` with a non-zero code ends the RPC with that code and message;
 - payloads are `response_size` / `ResponseParameters.size` zero bytes, each streamed response
-  waits `interval_us` first; StreamingInputCall answers the total size of the received payloads.
+  waits `interval_us` first; StreamingInputCall answers the total size of the received payloads;
+- CompressedResponse: `response_compressed` (unary) and `ResponseParameters.compressed`
+  (streaming) compress that response message (flag 1, gzip when the client accepts it), the
+  others go uncompressed;
+- CompressedRequest: a request message with `expect_compressed` true that arrived without the
+  compressed flag fails the RPC with INVALID_ARGUMENT. The description asks nothing of a
+  message with `expect_compressed` false, so a compressed one is accepted (as grpc-go does).
 
-Not in this slice: `response_compressed` / `expect_compressed` (the compression cases), and
-`fill_username` / `fill_oauth_scope` / `fill_server_id` (authentication and xDS cases).
+Not in this slice: `fill_username` / `fill_oauth_scope` / `fill_server_id` (authentication and
+xDS cases).
 UnimplementedCall and UnimplementedService stay UNIMPLEMENTED (the generated bases raise it).
 """
 
@@ -24,6 +30,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from gen.grpc.testing import (
+    BoolValue,
     EchoStatus,
     Empty,
     Payload,
@@ -37,18 +44,49 @@ from gen.grpc.testing import (
     StreamingOutputCallResponse,
     TestServiceBase,
 )
-from greeter.context import current_rpc
+from greeter.context import RpcContext, current_rpc
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 
 
-async def _echo_metadata() -> None:
-    """Echo the two test metadata keys of the current RPC (nothing when not on greeter)."""
+def _rpc() -> RpcContext | None:
+    """The current RPC's handler context; None when not served by greeter (e.g. direct calls)."""
     try:
-        rpc = current_rpc()
+        return current_rpc()
     except LookupError:
+        return None
+
+
+def _flag(value: BoolValue | None) -> bool:
+    return value is not None and value.value
+
+
+def _check_compressed(expect: BoolValue | None) -> None:
+    """CompressedRequest: INVALID_ARGUMENT for an expected-compressed message sent without it."""
+    rpc = _rpc()
+    if _flag(expect) and rpc is not None and not rpc.last_message_compressed:
+        raise GRPCError(Status.INVALID_ARGUMENT, "expected a compressed request message")
+
+
+def _compress_next(enabled: bool) -> None:
+    """CompressedResponse: compress (or not) the next response message."""
+    rpc = _rpc()
+    if rpc is not None:
+        rpc.set_message_compression(enabled)
+
+
+async def _echo_metadata(*, compress: bool = False) -> None:
+    """Echo the two test metadata keys of the current RPC (nothing when not on greeter).
+
+    `compress`: some response message will be compressed, so headers sent here must name the
+    encoding (it is enabled for the RPC; each message then sets its own flag).
+    """
+    rpc = _rpc()
+    if rpc is None:
         return
+    if compress:
+        rpc.set_response_compression(True)
     initial = [(ECHO_INITIAL, value) for value in rpc.metadata.getall(ECHO_INITIAL, [])]
     if initial:
         await rpc.send_initial_metadata(initial)
@@ -80,6 +118,7 @@ async def _respond(
     for parameter in parameters:
         if parameter.interval_us > 0:
             await asyncio.sleep(parameter.interval_us / 1_000_000)
+        _compress_next(_flag(parameter.compressed))
         yield StreamingOutputCallResponse(payload=_payload(parameter.size))
 
 
@@ -93,8 +132,11 @@ class TestService(TestServiceBase):
         return Empty()
 
     async def unary_call(self, message: SimpleRequest) -> SimpleResponse:
-        await _echo_metadata()
+        compress = _flag(message.response_compressed)
+        await _echo_metadata(compress=compress)
+        _check_compressed(message.expect_compressed)
         _raise_requested_status(message.response_status)
+        _compress_next(compress)
         return SimpleResponse(payload=_payload(message.response_size))
 
     async def cacheable_unary_call(self, message: SimpleRequest) -> SimpleResponse:
@@ -103,7 +145,8 @@ class TestService(TestServiceBase):
     async def streaming_output_call(
         self, message: StreamingOutputCallRequest
     ) -> AsyncIterator[StreamingOutputCallResponse]:
-        await _echo_metadata()
+        compress = any(_flag(p.compressed) for p in message.response_parameters)
+        await _echo_metadata(compress=compress)
         _raise_requested_status(message.response_status)
         async for response in _respond(message.response_parameters):
             yield response
@@ -114,6 +157,7 @@ class TestService(TestServiceBase):
         await _echo_metadata()
         total = 0
         async for request in messages:
+            _check_compressed(request.expect_compressed)
             if request.payload is not None:
                 total += len(request.payload.body)
         return StreamingInputCallResponse(aggregated_payload_size=total)

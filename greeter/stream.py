@@ -68,7 +68,12 @@ class ServerStream(Generic[RecvT, SendT]):
         self.user_agent = request.user_agent
         self.deadline = Deadline.from_timeout(request.timeout) if request.timeout else None
         self.peer = host.peer
-        self._inbox: deque[tuple[bytes, int]] = deque()
+        self._inbox: deque[tuple[bytes, int, bool]] = deque()
+        self.last_message_compressed = False
+        """Whether the request message `recv_message` returned last arrived compressed."""
+        self.response_compression = False
+        """Compress response messages (set_response_compression); headers then name the encoding."""
+        self._compress_next: bool | None = None
         self._request_ended = False
         self._waiter: asyncio.Future[None] | None = None
         self.headers_sent = False
@@ -87,8 +92,8 @@ class ServerStream(Generic[RecvT, SendT]):
         """Request messages delivered and not yet consumed by the handler."""
         return len(self._inbox)
 
-    def deliver(self, payload: bytes, flow_bytes: int) -> None:
-        self._inbox.append((payload, flow_bytes))
+    def deliver(self, payload: bytes, flow_bytes: int, compressed: bool = False) -> None:
+        self._inbox.append((payload, flow_bytes, compressed))
         self._wake()
 
     def end_request(self) -> None:
@@ -118,7 +123,7 @@ class ServerStream(Generic[RecvT, SendT]):
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        payload, flow_bytes = self._inbox.popleft()
+        payload, flow_bytes, self.last_message_compressed = self._inbox.popleft()
         self._host.conn.acknowledge(self.stream_id, flow_bytes)
         self._host.schedule_flush()
         return self._decode(payload)
@@ -141,20 +146,81 @@ class ServerStream(Generic[RecvT, SendT]):
         while (message := await self.recv_message()) is not None:
             yield message
 
+    # -- the handler context (greeter.context.current_rpc() returns this stream) ------------------
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        """The client's (host, port) as the socket reports it; None when unknown."""
+        return self.peer.addr()
+
+    @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The client's verified TLS certificate (ssl.getpeercert() form); None without mTLS."""
+        return self.peer.cert()
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the client's deadline (never negative); None without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(self.deadline.time_remaining(), 0.0)
+
+    @property
+    def cancelled(self) -> bool:
+        """The client can no longer be answered: it reset the stream, the deadline passed, ..."""
+        return self.gone
+
+    def set_response_compression(self, enabled: bool) -> None:
+        """Compress the response messages sent from now on (the default for `send_message`).
+
+        The encoding is the best one the client accepts (gzip, then deflate); a client that
+        accepts none gets uncompressed messages. Call it before the response headers leave (before
+        `send_initial_metadata` or the first message): headers sent without compression enabled
+        announce no encoding, and later messages then go uncompressed.
+        """
+        self.response_compression = enabled
+
+    def set_message_compression(self, enabled: bool) -> None:
+        """Compress (or not) the next response message only, whatever the RPC's default is.
+
+        For handlers that do not call `send_message` themselves (betterproto's generated wrapper
+        does): set it before returning or yielding the message. Enabling it before the headers
+        leave also makes them announce the encoding.
+        """
+        self._compress_next = enabled
+
+    def _headers_may_compress(self) -> bool:
+        return self.response_compression or bool(self._compress_next)
+
     async def send_initial_metadata(self, metadata: MetadataLike | None = None) -> None:
         """Send the response headers now, with optional custom metadata."""
-        self._command(self._host.conn.send_headers, _pairs(metadata))
+        self._command(
+            self._host.conn.send_headers, _pairs(metadata), compress=self._headers_may_compress()
+        )
         self.headers_sent = True
 
     def set_trailing_metadata(self, metadata: MetadataLike) -> None:
         """Add custom metadata to the trailers, sent when the RPC ends (OK or error status)."""
         self.trailing_metadata.extend(_pairs(metadata))
 
-    async def send_message(self, message: SendT) -> None:
-        """Send one response message; waits while the peer's flow-control window is closed."""
+    async def send_message(self, message: SendT, *, compress: bool | None = None) -> None:
+        """Send one response message; waits while the peer's flow-control window is closed.
+
+        `compress` overrides, for this message, `set_message_compression` and the RPC's
+        `set_response_compression` default.
+        """
         payload = codec.encode(message)
-        self._command(self._host.conn.send_message, payload)
-        self.headers_sent = True
+        if compress is None:
+            compress = self.response_compression
+            if self._compress_next is not None:
+                compress = self._compress_next
+        if not self.headers_sent:
+            # The headers announce the encoding when any message of the RPC may compress.
+            self._command(
+                self._host.conn.send_headers, (), compress=compress or self._headers_may_compress()
+            )
+            self.headers_sent = True
+        self._compress_next = None
+        self._command(self._host.conn.send_message, payload, compress=compress)
         if self._host.write_paused or self._host.conn.is_send_blocked(self.stream_id):
             await self._host.send_window_open(self.stream_id)
         elif self._host.message_sent():
@@ -196,13 +262,13 @@ class ServerStream(Generic[RecvT, SendT]):
             self._host.schedule_flush()
             self.abandon()
 
-    def _command(self, command: Any, *args: Any) -> None:
+    def _command(self, command: Any, *args: Any, **kwargs: Any) -> None:
         if self.trailers_sent:
             raise RuntimeError("the RPC already ended: trailers were sent")
         if self.gone:
             raise asyncio.CancelledError
         try:
-            command(self.stream_id, *args)
+            command(self.stream_id, *args, **kwargs)
         except StreamGoneError:
             self.gone = True
             raise asyncio.CancelledError from None

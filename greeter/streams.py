@@ -36,14 +36,26 @@ class StreamState:
         "outbound",
         "queued",
         "request_ended",
+        "response_encoding",
+        "sent_encoding",
         "stream_id",
         "trailers",
         "unconsumed",
     )
 
-    def __init__(self, stream_id: int, encoding: str, max_message_size: int) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        encoding: str,
+        max_message_size: int,
+        response_encoding: str = compression.IDENTITY,
+    ) -> None:
         self.stream_id = stream_id
         self.encoding = encoding
+        self.response_encoding = response_encoding
+        """What compressed response messages use (chosen from grpc-accept-encoding)."""
+        self.sent_encoding = compression.IDENTITY
+        """The grpc-encoding the response headers announced: identity means no compression."""
         self.max_message_size = max_message_size
         self.decoder = MessageDecoder(max_message_size)
         self.request_ended = False
@@ -57,8 +69,24 @@ class StreamState:
         self.unconsumed = 0
         """Flow-controlled bytes of delivered messages the application has not consumed yet."""
 
-    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int]]]:
-        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, its flow bytes)]).
+    def header_encoding(self, compress: bool) -> str:
+        """The grpc-encoding response headers announce: the response encoding when compressing."""
+        return self.response_encoding if compress else compression.IDENTITY
+
+    def outbound_message(self, payload: bytes, compress: bool) -> tuple[int, bytes]:
+        """(compressed flag, body) of one response message, per the headers already sent.
+
+        Compressed only when asked and the headers announced an encoding: a flag-1 message on a
+        response without grpc-encoding would be a protocol error for the client.
+        """
+        if compress and self.sent_encoding != compression.IDENTITY:
+            return 1, compression.compress(self.sent_encoding, payload)
+        return 0, payload
+
+    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int, bool]]]:
+        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, flow bytes, flag)]).
+
+        The flag is the message's compressed flag as it arrived (the message is decompressed).
 
         Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
         the application consumes them, which bounds what a slow handler lets pile up. Padding and
@@ -74,7 +102,11 @@ class StreamState:
         except FramingError as exc:
             raise RequestError(Status.INTERNAL, str(exc)) from None
         messages = [
-            (self._decompress(message), 5 + len(message.payload) - (held_before if i == 0 else 0))
+            (
+                self._decompress(message),
+                5 + len(message.payload) - (held_before if i == 0 else 0),
+                message.compressed,
+            )
             for i, message in enumerate(framed)
         ]
         due = len(data) - self.decoder.buffered if framed else 0

@@ -59,6 +59,8 @@ ALLOWED_INTERNAL = {
     "replay": set(),
     "service": set(),
     "interop": {"context"},
+    "propagation": {"context"},
+    "reflection": {"server"},
 }
 # The application modules that know generated code (gen/); the stack itself never does.
 APPLICATION_MODULES = {"service", "interop"}

@@ -29,7 +29,7 @@ PROTOS = (
     "grpc/testing/messages.proto",
     "grpc/testing/test.proto",
 )
-OPTIONS = "server_generation=async,client_generation=async"
+OPTIONS = "server_generation=async,client_generation=async,google_protobuf_descriptors"
 
 
 def generate(out_dir: Path) -> None:

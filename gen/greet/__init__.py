@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import betterproto2
 import grpclib
 from betterproto2 import grpclib as betterproto2_grpclib
+from google.protobuf.descriptor import Descriptor
 
+from ..google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ..message_pool import default_message_pool
 
 if TYPE_CHECKING:
@@ -26,6 +28,11 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 @dataclass(eq=False, repr=False)
 class HelloReply(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GREET_PROTO_DESCRIPTOR.message_types_by_name["HelloReply"]
+
     message: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
@@ -34,6 +41,11 @@ default_message_pool.register_message("greet", "HelloReply", HelloReply)
 
 @dataclass(eq=False, repr=False)
 class HelloRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GREET_PROTO_DESCRIPTOR.message_types_by_name["HelloRequest"]
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     count: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -121,6 +133,11 @@ class GreeterStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         ):
             yield response
+
+
+GREET_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
+    b'\n\x0bgreet.proto\x12\x05greet"8\n\x0cHelloRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05count\x18\x02 \x01(\rR\x05count"&\n\nHelloReply\x12\x18\n\x07message\x18\x01 \x01(\tR\x07message2\xf6\x01\n\x07Greeter\x124\n\x08SayHello\x12\x13.greet.HelloRequest\x1a\x11.greet.HelloReply"\x00\x12;\n\rLotsOfReplies\x12\x13.greet.HelloRequest\x1a\x11.greet.HelloReply"\x000\x01\x12=\n\x0fLotsOfGreetings\x12\x13.greet.HelloRequest\x1a\x11.greet.HelloReply"\x00(\x01\x129\n\tBidiHello\x12\x13.greet.HelloRequest\x1a\x11.greet.HelloReply"\x00(\x010\x01b\x06proto3'
+)
 
 
 class GreeterBase(betterproto2_grpclib.ServiceBase):

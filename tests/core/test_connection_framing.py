@@ -267,7 +267,7 @@ def test_compressed_messages_are_decompressed(encoding: str, compress: object) -
     pair.send_message(sid, b"plain too")  # flag 0 with a grpc-encoding is allowed
     pair.end(sid)
     assert pair.take() == [
-        MessageReceived(sid, b"hello " * 100, 5 + len(body)),
+        MessageReceived(sid, b"hello " * 100, 5 + len(body), compressed=True),
         MessageReceived(sid, b"plain too", 14),
         RequestEnded(sid),
     ]

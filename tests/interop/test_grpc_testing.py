@@ -6,15 +6,21 @@ stubs: a generated `grpc/testing/*_pb2` package would shadow grpcio's own `grpc`
 The server is `python -m greeter interop-server --port 0` as a subprocess, one per session. Every
 call has a timeout, every request iterator that blocks is released when its test ends.
 
-Next slice (not here yet): client_compressed_unary, server_compressed_unary,
-client_compressed_streaming, server_compressed_streaming, and the same cases against a grpc.aio
-TestService to show this client is right.
+The compression cases use grpcio (`compression=grpc.Compression.Gzip`) where it can express them
+and tests/server/rawclient.py where it cannot: the "uncompressed message on a call that expects
+compression" probe, per-message compressed flags in one request stream, and checking that the
+response DATA carries flag 1 with `grpc-encoding: gzip` (grpcio hides both).
+
+Next slice (not here yet): the same cases against a grpc.aio TestService to show this client is
+right.
 """
 
 from __future__ import annotations
 
 import queue
+import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +28,7 @@ import grpc
 import pytest
 
 from gen.grpc.testing import (
+    BoolValue,
     EchoStatus,
     Empty,
     Payload,
@@ -36,6 +43,7 @@ from gen.grpc.testing import (
 )
 from greeter.context import current_rpc
 from tests.peers import ServerProcess, spawn_interop_server
+from tests.server.rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -316,3 +324,199 @@ def test_current_rpc_outside_a_handler_raises() -> None:
     with pytest.raises(LookupError):
         current_rpc()
     assert len(errors) == 1
+
+
+# -- compression (client_compressed_*, server_compressed_*) ---------------------------------------
+
+ACCEPT = ("grpc-accept-encoding", "identity,deflate,gzip")
+GZIP = ("grpc-encoding", "gzip")
+INVALID_ARGUMENT = 3
+
+
+def framed(data: bytes) -> list[tuple[bool, bytes]]:
+    """(compressed flag, payload) of each Length-Prefixed-Message in a response body."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        flag, length = struct.unpack_from(">BI", data, pos)
+        out.append((flag == 1, data[pos + 5 : pos + 5 + length]))
+        pos += 5 + length
+    return out
+
+
+def port_of(process: ServerProcess) -> int:
+    return int(process.target.rsplit(":", 1)[1])
+
+
+async def raw_call(
+    process: ServerProcess,
+    method: str,
+    messages: list[tuple[bytes, bool]],
+    extra: tuple[tuple[str, str], ...] = (ACCEPT,),
+) -> tuple[int | None, str | None, list[tuple[bool, bytes]]]:
+    """One call from a raw HTTP/2 client: (grpc-status, grpc-encoding, framed response)."""
+    async with await RawClient.connect(port_of(process)) as client:
+        sid = client.start_request(f"{SERVICE}/{method}", extra=extra)
+        for i, (payload, compressed) in enumerate(messages):
+            body = zlib.compress(payload, wbits=31) if compressed else payload
+            last = i == len(messages) - 1
+            await client.send_message(sid, body, compressed=compressed, end_stream=last)
+        result = await client.wait(sid)
+        return result.status, result.header("grpc-encoding"), framed(bytes(result.data))
+
+
+def compressed_unary_request(expect: bool, **fields: Any) -> SimpleRequest:
+    return SimpleRequest(
+        response_type=PayloadType.COMPRESSABLE,
+        response_size=314159,
+        payload=payload(271828),
+        expect_compressed=BoolValue(value=expect),
+        **fields,
+    )
+
+
+@pytest.mark.asyncio
+async def test_client_compressed_unary_probe_rejects_uncompressed(
+    interop_process: ServerProcess,
+) -> None:
+    request = bytes(compressed_unary_request(True))
+    status, _, _ = await raw_call(interop_process, "UnaryCall", [(request, False)])
+    assert status == INVALID_ARGUMENT
+
+
+def test_client_compressed_unary(stub: TestStub) -> None:
+    response = stub.unary_call(
+        compressed_unary_request(True), compression=grpc.Compression.Gzip, timeout=TIMEOUT
+    )
+    assert_zeros(response, 314159)
+    response = stub.unary_call(compressed_unary_request(False), timeout=TIMEOUT)
+    assert_zeros(response, 314159)
+
+
+@pytest.mark.asyncio
+async def test_client_compressed_unary_raw_flags(interop_process: ServerProcess) -> None:
+    request = bytes(compressed_unary_request(True))
+    status, _, messages = await raw_call(
+        interop_process, "UnaryCall", [(request, True)], (ACCEPT, GZIP)
+    )
+    assert status == 0
+    assert len(SimpleResponse.FromString(messages[0][1]).payload.body) == 314159  # type: ignore[union-attr]
+    # expect_compressed=false: the description asks nothing of a compressed message; accepted.
+    request = bytes(compressed_unary_request(False))
+    status, _, _ = await raw_call(interop_process, "UnaryCall", [(request, True)], (ACCEPT, GZIP))
+    assert status == 0
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_server_compressed_unary(stub: TestStub, compressed: bool) -> None:
+    request = SimpleRequest(
+        response_type=PayloadType.COMPRESSABLE,
+        response_size=314159,
+        payload=payload(271828),
+        response_compressed=BoolValue(value=compressed),
+    )
+    assert_zeros(stub.unary_call(request, timeout=TIMEOUT), 314159)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("compressed", [True, False])
+async def test_server_compressed_unary_wire(
+    interop_process: ServerProcess, compressed: bool
+) -> None:
+    request = SimpleRequest(
+        response_size=314159,
+        payload=payload(271828),
+        response_compressed=BoolValue(value=compressed),
+    )
+    status, encoding, messages = await raw_call(
+        interop_process, "UnaryCall", [(bytes(request), False)]
+    )
+    assert status == 0
+    assert encoding == ("gzip" if compressed else None)
+    ((flag, body),) = messages
+    assert flag is compressed
+    if compressed:
+        body = zlib.decompress(body, wbits=31)
+    assert_zeros(SimpleResponse.FromString(body), 314159)
+
+
+def test_server_compressed_unary_with_echoed_metadata(stub: TestStub) -> None:
+    """Initial metadata echoed before the response still lets the response compress."""
+    request = SimpleRequest(response_size=1000, response_compressed=BoolValue(value=True))
+    response, call = stub.unary_call.with_call(request, metadata=(ECHO_INITIAL,), timeout=TIMEOUT)
+    assert_zeros(response, 1000)
+    assert ECHO_INITIAL in call.initial_metadata()
+
+
+@pytest.mark.asyncio
+async def test_client_compressed_streaming_probe_rejects_uncompressed(
+    interop_process: ServerProcess,
+) -> None:
+    request = StreamingInputCallRequest(
+        payload=payload(27182), expect_compressed=BoolValue(value=True)
+    )
+    status, _, _ = await raw_call(interop_process, "StreamingInputCall", [(bytes(request), False)])
+    assert status == INVALID_ARGUMENT
+
+
+@pytest.mark.asyncio
+async def test_client_compressed_streaming(interop_process: ServerProcess) -> None:
+    """The case's procedure: a compressed message expecting it, then an uncompressed one."""
+    first = StreamingInputCallRequest(
+        payload=payload(27182), expect_compressed=BoolValue(value=True)
+    )
+    second = StreamingInputCallRequest(
+        payload=payload(45904), expect_compressed=BoolValue(value=False)
+    )
+    status, _, messages = await raw_call(
+        interop_process,
+        "StreamingInputCall",
+        [(bytes(first), True), (bytes(second), False)],
+        (ACCEPT, GZIP),
+    )
+    assert status == 0
+    response = StreamingInputCallResponse.FromString(messages[0][1])
+    assert response.aggregated_payload_size == 73086
+
+
+def test_client_compressed_streaming_grpcio(stub: TestStub) -> None:
+    """grpcio compresses every message of a call: expect_compressed true, then false."""
+    requests = [
+        StreamingInputCallRequest(payload=payload(27182), expect_compressed=BoolValue(value=True)),
+        StreamingInputCallRequest(payload=payload(45904), expect_compressed=BoolValue(value=False)),
+    ]
+    response = stub.streaming_input_call(
+        iter(requests), compression=grpc.Compression.Gzip, timeout=TIMEOUT
+    )
+    assert response.aggregated_payload_size == 73086
+
+
+def compressed_output_request() -> StreamingOutputCallRequest:
+    return StreamingOutputCallRequest(
+        response_type=PayloadType.COMPRESSABLE,
+        response_parameters=[
+            ResponseParameters(size=31415, compressed=BoolValue(value=True)),
+            ResponseParameters(size=92653, compressed=BoolValue(value=False)),
+        ],
+    )
+
+
+def test_server_compressed_streaming(stub: TestStub) -> None:
+    responses = list(stub.streaming_output_call(compressed_output_request(), timeout=TIMEOUT))
+    assert len(responses) == 2
+    assert_zeros(responses[0], 31415)
+    assert_zeros(responses[1], 92653)
+
+
+@pytest.mark.asyncio
+async def test_server_compressed_streaming_wire(interop_process: ServerProcess) -> None:
+    status, encoding, messages = await raw_call(
+        interop_process, "StreamingOutputCall", [(bytes(compressed_output_request()), False)]
+    )
+    assert status == 0
+    assert encoding == "gzip"
+    assert [flag for flag, _ in messages] == [True, False]
+    first = StreamingOutputCallResponse.FromString(zlib.decompress(messages[0][1], wbits=31))
+    second = StreamingOutputCallResponse.FromString(messages[1][1])
+    assert_zeros(first, 31415)
+    assert_zeros(second, 92653)

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 import betterproto2
 import grpclib
 from betterproto2 import grpclib as betterproto2_grpclib
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 
+from ...google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ...message_pool import default_message_pool
 
 if TYPE_CHECKING:
@@ -46,6 +48,11 @@ class PayloadType(betterproto2.Enum):
     The type of payload that should be returned.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.enum_types_by_name["PayloadType"]
+
     COMPRESSABLE = 0
     """
     Compressable text format.
@@ -57,6 +64,11 @@ class BoolValue(betterproto2.Message):
     """
     The official file's stand-in for google.protobuf.BoolValue.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["BoolValue"]
 
     value: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
     """
@@ -74,6 +86,11 @@ class EchoStatus(betterproto2.Message):
     that the server should attempt to return.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["EchoStatus"]
+
     code: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -88,6 +105,11 @@ class Empty(betterproto2.Message):
     An empty message that you can re-use to avoid defining duplicated empty messages.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_EMPTY_PROTO_DESCRIPTOR.message_types_by_name["Empty"]
+
     pass
 
 
@@ -99,6 +121,11 @@ class Payload(betterproto2.Message):
     """
     A block of data, to simply increase gRPC message size.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["Payload"]
 
     type: "PayloadType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: PayloadType(0)
@@ -121,6 +148,11 @@ class ResponseParameters(betterproto2.Message):
     """
     Configuration for a particular response.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["ResponseParameters"]
 
     size: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
@@ -146,6 +178,11 @@ class SimpleRequest(betterproto2.Message):
     """
     Unary request.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["SimpleRequest"]
 
     response_type: "PayloadType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: PayloadType(0)
@@ -215,6 +252,11 @@ class SimpleResponse(betterproto2.Message):
     Unary response, as configured by the request.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name["SimpleResponse"]
+
     payload: "Payload | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Payload to increase message size.
@@ -250,6 +292,13 @@ class StreamingInputCallRequest(betterproto2.Message):
     Client-streaming request.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name[
+            "StreamingInputCallRequest"
+        ]
+
     payload: "Payload | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Optional input payload sent along with the request.
@@ -274,6 +323,13 @@ class StreamingInputCallResponse(betterproto2.Message):
     Client-streaming response.
     """
 
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name[
+            "StreamingInputCallResponse"
+        ]
+
     aggregated_payload_size: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
     Aggregated size of payloads received from the client.
@@ -290,6 +346,13 @@ class StreamingOutputCallRequest(betterproto2.Message):
     """
     Server-streaming request.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name[
+            "StreamingOutputCallRequest"
+        ]
 
     response_type: "PayloadType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: PayloadType(0)
@@ -328,6 +391,13 @@ class StreamingOutputCallResponse(betterproto2.Message):
     """
     Server-streaming response, as configured by the request and parameters.
     """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR.message_types_by_name[
+            "StreamingOutputCallResponse"
+        ]
 
     payload: "Payload | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
@@ -557,6 +627,17 @@ class UnimplementedServiceStub(betterproto2_grpclib.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+
+GRPC_TESTING_EMPTY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
+    b'\n\x18grpc/testing/empty.proto\x12\x0cgrpc.testing"\x07\n\x05Emptyb\x06proto3'
+)
+GRPC_TESTING_MESSAGES_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
+    b'\n\x1bgrpc/testing/messages.proto\x12\x0cgrpc.testing"!\n\tBoolValue\x12\x14\n\x05value\x18\x01 \x01(\x08R\x05value"L\n\x07Payload\x12-\n\x04type\x18\x01 \x01(\x0e2\x19.grpc.testing.PayloadTypeR\x04type\x12\x12\n\x04body\x18\x02 \x01(\x0cR\x04body":\n\nEchoStatus\x12\x12\n\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message"\xa8\x04\n\rSimpleRequest\x12>\n\rresponse_type\x18\x01 \x01(\x0e2\x19.grpc.testing.PayloadTypeR\x0cresponseType\x12#\n\rresponse_size\x18\x02 \x01(\x05R\x0cresponseSize\x12/\n\x07payload\x18\x03 \x01(\x0b2\x15.grpc.testing.PayloadR\x07payload\x12#\n\rfill_username\x18\x04 \x01(\x08R\x0cfillUsername\x12(\n\x10fill_oauth_scope\x18\x05 \x01(\x08R\x0efillOauthScope\x12H\n\x13response_compressed\x18\x06 \x01(\x0b2\x17.grpc.testing.BoolValueR\x12responseCompressed\x12A\n\x0fresponse_status\x18\x07 \x01(\x0b2\x18.grpc.testing.EchoStatusR\x0eresponseStatus\x12D\n\x11expect_compressed\x18\x08 \x01(\x0b2\x17.grpc.testing.BoolValueR\x10expectCompressed\x12$\n\x0efill_server_id\x18\t \x01(\x08R\x0cfillServerId\x123\n\x16fill_grpclb_route_type\x18\n \x01(\x08R\x13fillGrpclbRouteTypeJ\x04\x08\x0b\x10\x0c"\xbd\x01\n\x0eSimpleResponse\x12/\n\x07payload\x18\x01 \x01(\x0b2\x15.grpc.testing.PayloadR\x07payload\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1f\n\x0boauth_scope\x18\x03 \x01(\tR\noauthScope\x12\x1b\n\tserver_id\x18\x04 \x01(\tR\x08serverId\x12\x1a\n\x08hostname\x18\x06 \x01(\tR\x08hostnameJ\x04\x08\x05\x10\x06"\x92\x01\n\x19StreamingInputCallRequest\x12/\n\x07payload\x18\x01 \x01(\x0b2\x15.grpc.testing.PayloadR\x07payload\x12D\n\x11expect_compressed\x18\x02 \x01(\x0b2\x17.grpc.testing.BoolValueR\x10expectCompressed"T\n\x1aStreamingInputCallResponse\x126\n\x17aggregated_payload_size\x18\x01 \x01(\x05R\x15aggregatedPayloadSize"\x82\x01\n\x12ResponseParameters\x12\x12\n\x04size\x18\x01 \x01(\x05R\x04size\x12\x1f\n\x0binterval_us\x18\x02 \x01(\x05R\nintervalUs\x127\n\ncompressed\x18\x03 \x01(\x0b2\x17.grpc.testing.BoolValueR\ncompressed"\xa9\x02\n\x1aStreamingOutputCallRequest\x12>\n\rresponse_type\x18\x01 \x01(\x0e2\x19.grpc.testing.PayloadTypeR\x0cresponseType\x12Q\n\x13response_parameters\x18\x02 \x03(\x0b2 .grpc.testing.ResponseParametersR\x12responseParameters\x12/\n\x07payload\x18\x03 \x01(\x0b2\x15.grpc.testing.PayloadR\x07payload\x12A\n\x0fresponse_status\x18\x07 \x01(\x0b2\x18.grpc.testing.EchoStatusR\x0eresponseStatusJ\x04\x08\x08\x10\t"N\n\x1bStreamingOutputCallResponse\x12/\n\x07payload\x18\x01 \x01(\x0b2\x15.grpc.testing.PayloadR\x07payload*\x1d\n\x0bPayloadType\x12\x0e\n\x0cCOMPRESSABLEb\x06proto3'
+)
+GRPC_TESTING_TEST_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
+    b"\n\x17grpc/testing/test.proto\x12\x0cgrpc.testing\x1a\x18grpc/testing/empty.proto\x1a\x1bgrpc/testing/messages.proto2\xcb\x05\n\x0bTestService\x125\n\tEmptyCall\x12\x13.grpc.testing.Empty\x1a\x13.grpc.testing.Empty\x12F\n\tUnaryCall\x12\x1b.grpc.testing.SimpleRequest\x1a\x1c.grpc.testing.SimpleResponse\x12O\n\x12CacheableUnaryCall\x12\x1b.grpc.testing.SimpleRequest\x1a\x1c.grpc.testing.SimpleResponse\x12l\n\x13StreamingOutputCall\x12(.grpc.testing.StreamingOutputCallRequest\x1a).grpc.testing.StreamingOutputCallResponse0\x01\x12i\n\x12StreamingInputCall\x12'.grpc.testing.StreamingInputCallRequest\x1a(.grpc.testing.StreamingInputCallResponse(\x01\x12i\n\x0eFullDuplexCall\x12(.grpc.testing.StreamingOutputCallRequest\x1a).grpc.testing.StreamingOutputCallResponse(\x010\x01\x12i\n\x0eHalfDuplexCall\x12(.grpc.testing.StreamingOutputCallRequest\x1a).grpc.testing.StreamingOutputCallResponse(\x010\x01\x12=\n\x11UnimplementedCall\x12\x13.grpc.testing.Empty\x1a\x13.grpc.testing.Empty2U\n\x14UnimplementedService\x12=\n\x11UnimplementedCall\x12\x13.grpc.testing.Empty\x1a\x13.grpc.testing.Emptyb\x06proto3"
+)
 
 
 class TestServiceBase(betterproto2_grpclib.ServiceBase):

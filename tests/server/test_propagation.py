@@ -1,0 +1,159 @@
+"""Deadline and cancellation propagation (issue 6 item 3) between two in-process greeter servers.
+
+The client calls the front server's SayHello; its handler calls the back server's SayHello
+through greeter.propagation.PropagatingChannel (or a plain / opted-out channel); the back
+handler records the deadline it was given and waits until released or cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.metadata import Deadline
+
+from gen.greet import GreeterBase, GreeterStub, HelloReply, HelloRequest
+from greeter.context import current_rpc
+from greeter.propagation import PropagatingChannel, inherited_deadline
+from greeter.server import Server
+
+BOUND = 5.0
+
+
+class Back(GreeterBase):
+    """Records its deadline; answers once `release` is set; records being cancelled."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.remaining: float | None = None
+
+    async def say_hello(self, message: HelloRequest) -> HelloReply:
+        deadline = current_rpc().deadline
+        self.remaining = None if deadline is None else deadline.time_remaining()
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return HelloReply(message="back " + message.name)
+
+
+class Front(GreeterBase):
+    """Forwards SayHello to the back server through `channel`."""
+
+    def __init__(self, channel: Channel, timeout: float | None = None) -> None:
+        self.back = GreeterStub(channel)
+        self.timeout = timeout
+
+    async def say_hello(self, message: HelloRequest) -> HelloReply:
+        reply = await self.back.say_hello(message, timeout=self.timeout)
+        return HelloReply(message="front " + reply.message)
+
+
+@contextlib.asynccontextmanager
+async def servers(
+    make_channel: type[Channel] | None = None, *, timeout: float | None = None, **options: bool
+) -> AsyncIterator[tuple[Back, GreeterStub]]:
+    """The back server, the front server calling it, and a client stub for the front."""
+    back = Back()
+    async with Server([back], port=0) as back_server:
+        channel = (make_channel or PropagatingChannel)("127.0.0.1", back_server.port, **options)
+        async with Server([Front(channel, timeout)], port=0) as front_server:
+            client = Channel("127.0.0.1", front_server.port)
+            try:
+                yield back, GreeterStub(client)
+            finally:
+                client.close()
+                channel.close()
+
+
+@pytest_asyncio.fixture
+async def propagating() -> AsyncIterator[tuple[Back, GreeterStub]]:
+    async with servers() as pair:
+        yield pair
+
+
+@pytest.mark.asyncio
+async def test_handler_deadline_reaches_the_downstream_call(
+    propagating: tuple[Back, GreeterStub],
+) -> None:
+    back, front = propagating
+    call = asyncio.create_task(front.say_hello(HelloRequest(name="Ada"), timeout=3.0))
+    await asyncio.wait_for(back.started.wait(), BOUND)
+    assert back.remaining is not None
+    assert 2.0 < back.remaining <= 3.0
+    back.release.set()
+    assert (await asyncio.wait_for(call, BOUND)).message == "front back Ada"
+
+
+@pytest.mark.asyncio
+async def test_expired_handler_deadline_cancels_the_downstream_handler(
+    propagating: tuple[Back, GreeterStub],
+) -> None:
+    back, front = propagating
+    # grpclib's client raises TimeoutError when its own deadline fires first, else the status.
+    with pytest.raises((TimeoutError, GRPCError)) as caught:
+        # 1 s, not less: on a loaded machine the call must still reach the back server in time.
+        await asyncio.wait_for(front.say_hello(HelloRequest(name="Ada"), timeout=1.0), BOUND)
+    if isinstance(caught.value, GRPCError):
+        assert caught.value.status is Status.DEADLINE_EXCEEDED
+    assert back.remaining is not None
+    assert back.remaining <= 1.0
+    await asyncio.wait_for(back.cancelled.wait(), BOUND)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_client_call_cancels_the_downstream_handler(
+    propagating: tuple[Back, GreeterStub],
+) -> None:
+    back, front = propagating
+    call = asyncio.create_task(front.say_hello(HelloRequest(name="Ada")))
+    await asyncio.wait_for(back.started.wait(), BOUND)
+    assert back.remaining is None  # no deadline anywhere: none invented
+    call.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(back.cancelled.wait(), BOUND)
+
+
+@pytest.mark.asyncio
+async def test_an_earlier_explicit_timeout_wins() -> None:
+    async with servers(timeout=1.0) as (back, front):
+        call = asyncio.create_task(front.say_hello(HelloRequest(name="Ada"), timeout=30.0))
+        await asyncio.wait_for(back.started.wait(), BOUND)
+        assert back.remaining is not None
+        assert back.remaining <= 1.0
+        back.release.set()
+        await asyncio.wait_for(call, BOUND)
+
+
+@pytest.mark.parametrize("opt_out", ["propagate=False", "plain Channel"])
+@pytest.mark.asyncio
+async def test_opting_out_keeps_the_call_s_own_deadline(opt_out: str) -> None:
+    options = {"propagate": False} if opt_out == "propagate=False" else {}
+    make = PropagatingChannel if options else Channel
+    async with servers(make, **options) as (back, front):
+        call = asyncio.create_task(front.say_hello(HelloRequest(name="Ada"), timeout=3.0))
+        await asyncio.wait_for(back.started.wait(), BOUND)
+        assert back.remaining is None
+        back.release.set()
+        assert (await asyncio.wait_for(call, BOUND)).message == "front back Ada"
+
+
+def test_inherited_deadline_outside_a_handler() -> None:
+    assert inherited_deadline() is None
+    assert inherited_deadline(timeout=None, deadline=None) is None
+    fixed = Deadline.from_timeout(10.0)
+    assert inherited_deadline(deadline=fixed) is fixed
+    earlier = inherited_deadline(timeout=1.0, deadline=fixed)
+    assert earlier is not None
+    assert earlier.time_remaining() <= 1.0
