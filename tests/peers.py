@@ -219,7 +219,7 @@ class ServerProcess:
 
 
 @contextmanager
-def _running(process: ServerProcess, stop_timeout: float) -> Iterator[ServerProcess]:
+def stopped_after(process: ServerProcess, stop_timeout: float) -> Iterator[ServerProcess]:
     """Stop `process` on exit; a failed stop is reported unless the body already failed."""
     try:
         yield process
@@ -237,7 +237,7 @@ def spawn_grpc_js_server(
     """Start interop/node/server.js on 127.0.0.1:0; yield it once it printed its port."""
     node = require_node_peers()
     process = ServerProcess([node, str(NODE_DIR / "server.js"), "0"], cwd=NODE_DIR)
-    with _running(process, stop_timeout):
+    with stopped_after(process, stop_timeout):
         match = process.wait_for_line(GRPC_JS_LISTENING_LINE, ready_timeout)
         process.target = f"{match.group(1)}:{match.group(2)}"
         yield process
@@ -266,7 +266,7 @@ def spawn_greeter_server(
     argv = [sys.executable, "-m", "greeter", "serve", "--host", "127.0.0.1", "--port", "0"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=full_env)
-    with _running(process, stop_timeout):
+    with stopped_after(process, stop_timeout):
         match = process.wait_for_line(GREETER_SERVING_LINE, ready_timeout)
         process.target = f"{match.group(1)}:{match.group(2)}"
         yield process
@@ -284,7 +284,7 @@ def spawn_interop_server(
     argv = [sys.executable, "-m", "greeter", "interop-server", "--host", "127.0.0.1", "--port", "0"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=env)
-    with _running(process, stop_timeout):
+    with stopped_after(process, stop_timeout):
         match = process.wait_for_line(GREETER_SERVING_LINE, ready_timeout)
         process.target = f"{match.group(1)}:{match.group(2)}"
         yield process

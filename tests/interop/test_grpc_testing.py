@@ -3,25 +3,34 @@
 Layer: loopback interop test. grpcio (C-core) is the client, calling grpc.testing.TestService
 through generic multicallables with the betterproto2 messages of gen.grpc.testing (no protoc
 stubs: a generated `grpc/testing/*_pb2` package would shadow grpcio's own `grpc` package).
-The server is `python -m greeter interop-server --port 0` as a subprocess, one per session. Every
-call has a timeout, every request iterator that blocks is released when its test ends.
+Every case runs against two servers (the module-scoped `interop_process` fixture, params
+"greeter" and "grpc.aio"): `python -m greeter interop-server --port 0`, and grpc.aio's
+TestService in tests/interop/aio_testservice.py, both as subprocesses. The grpc.aio run shows the
+test client itself is right. Every call has a timeout, every request iterator that blocks is
+released when its test ends.
 
 The compression cases use grpcio (`compression=grpc.Compression.Gzip`) where it can express them
 and tests/server/rawclient.py where it cannot: the "uncompressed message on a call that expects
 compression" probe, per-message compressed flags in one request stream, and checking that the
 response DATA carries flag 1 with `grpc-encoding: gzip` (grpcio hides both).
 
-Next slice (not here yet): the same cases against a grpc.aio TestService to show this client is
-right.
+Greeter only (GREETER_ONLY): the serving-line check, and the two CompressedRequest probes that
+send an uncompressed message with `expect_compressed` true and expect INVALID_ARGUMENT. grpc.aio
+exposes neither a received message's compressed flag nor the request's `grpc-encoding` (C-core
+consumes it before `invocation_metadata()`), so its TestService cannot reject that message.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import re
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -42,7 +51,12 @@ from gen.grpc.testing import (
     StreamingOutputCallResponse,
 )
 from greeter.context import current_rpc
-from tests.peers import ServerProcess, spawn_interop_server
+from tests.peers import (
+    REPO_ROOT,
+    ServerProcess,
+    spawn_interop_server,
+    stopped_after,
+)
 from tests.server.rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -107,9 +121,33 @@ class Requests:
             yield item
 
 
-@pytest.fixture(scope="session")
-def interop_process() -> Iterator[ServerProcess]:
-    with spawn_interop_server() as process:
+GREETER = "greeter"
+AIO = "grpc.aio"
+AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
+AIO_SCRIPT = REPO_ROOT / "tests" / "interop" / "aio_testservice.py"
+GREETER_ONLY = pytest.mark.parametrize("interop_process", [GREETER], indirect=True)
+"""A case grpc.aio's TestService cannot serve (see the module docstring): greeter only."""
+
+
+@contextmanager
+def spawn_aio_server(
+    *, ready_timeout: float = 20, stop_timeout: float = 10
+) -> Iterator[ServerProcess]:
+    """Start tests/interop/aio_testservice.py on 127.0.0.1:0; yield it once it printed its port."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, str(AIO_SCRIPT), "--host", "127.0.0.1", "--port", "0"]
+    process = ServerProcess(argv, cwd=REPO_ROOT, env=env)
+    with stopped_after(process, stop_timeout):
+        match = process.wait_for_line(AIO_LISTENING_LINE, ready_timeout)
+        process.target = f"{match.group(1)}:{match.group(2)}"
+        yield process
+
+
+@pytest.fixture(scope="module", params=[GREETER, AIO])
+def interop_process(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The TestService server under test: greeter's interop-server or grpc.aio's."""
+    spawn = spawn_interop_server if request.param == GREETER else spawn_aio_server
+    with spawn() as process:
         yield process
     output = process.lines()
     assert process.proc.returncode == 0, "\n".join(output)
@@ -141,6 +179,7 @@ def assert_zeros(response: SimpleResponse | StreamingOutputCallResponse, size: i
     assert response.payload.body == bytes(size)
 
 
+@GREETER_ONLY
 def test_serving_line_names_test_service(interop_process: ServerProcess) -> None:
     assert any(
         "serving grpc.testing.TestService" in line and "grpc.health.v1.Health" in line
@@ -375,6 +414,7 @@ def compressed_unary_request(expect: bool, **fields: Any) -> SimpleRequest:
     )
 
 
+@GREETER_ONLY
 @pytest.mark.asyncio
 async def test_client_compressed_unary_probe_rejects_uncompressed(
     interop_process: ServerProcess,
@@ -448,6 +488,7 @@ def test_server_compressed_unary_with_echoed_metadata(stub: TestStub) -> None:
     assert ECHO_INITIAL in call.initial_metadata()
 
 
+@GREETER_ONLY
 @pytest.mark.asyncio
 async def test_client_compressed_streaming_probe_rejects_uncompressed(
     interop_process: ServerProcess,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from greeter.tap.jsonl import read_jsonl
-from tests.peers import REPO_ROOT, ServerProcess, _running, spawn_greeter_server
+from tests.peers import REPO_ROOT, ServerProcess, spawn_greeter_server, stopped_after
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -82,7 +82,7 @@ def test_serve_trace_file_jsonl_parses_after_shutdown(tmp_path: Path) -> None:
 def spawn_proxy(target: str, *extra: str) -> Iterator[ServerProcess]:
     argv = [sys.executable, "-m", "greeter", "proxy", "--listen", "127.0.0.1:0"]
     process = ServerProcess([*argv, "--target", target, *extra], cwd=REPO_ROOT)
-    with _running(process, stop_timeout=10):
+    with stopped_after(process, stop_timeout=10):
         match = process.wait_for_line(PROXYING_LINE, timeout=20)
         process.target = f"{match.group(1)}:{match.group(2)}"
         yield process
