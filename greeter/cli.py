@@ -197,6 +197,14 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+async def _stop_when_signalled(server: Server, grace: float, level: int = logging.INFO) -> None:
+    """Wait for SIGINT/SIGTERM, then stop gracefully: GOAWAY, `grace` seconds, cancel the rest."""
+    await _until_signalled()
+    log.log(level, "shutting down: GOAWAY sent, in-flight RPCs get %.1f s", grace)
+    await server.stop(grace)
+    log.log(level, "stopped")
+
+
 def _message_types(module: str) -> MessageTypes | None:
     return MessageTypes.from_module(module) if module else None
 
@@ -273,10 +281,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             log.info("%s", line)
         else:
             worker.ready(line)  # sent on the loop's next turn: after _until_signalled's handlers
-        await _until_signalled()
-        log.log(quiet, "shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
-        await server.stop()
-    log.log(quiet, "stopped")
+        await _stop_when_signalled(server, args.grace, quiet)
     return 0
 
 
@@ -286,10 +291,7 @@ async def interop_server(args: argparse.Namespace) -> int:
     server = Server(services, host=args.host, port=args.port)
     await server.start()
     log.info("serving %s on %s", ", ".join(server.service_names), server.address)
-    await _until_signalled()
-    log.info("shutting down: GOAWAY sent, in-flight RPCs get %.1f s", args.grace)
-    await server.stop(args.grace)
-    log.info("stopped")
+    await _stop_when_signalled(server, args.grace)
     return 0
 
 

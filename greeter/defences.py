@@ -215,11 +215,7 @@ class Defences:
 
     def stream_reset(self, now: float, why: str) -> Trip | None:
         """A stream ended early through the peer's doing (its RST_STREAM or its error)."""
-        budget = self.resets
-        if budget.spend(now):
-            return None
-        detail = f"more than {budget.limit} stream resets in {budget.window:g}s (last: {why})"
-        return Trip("stream_resets", detail, ENHANCE_YOUR_CALM, b"too many stream resets")
+        return _spend(self.resets, now, "stream_resets", "stream resets", why)
 
     def empty_data(self, now: float) -> Trip | None:
         """A DATA frame without payload or END_STREAM (e.g. padding only) arrived."""
@@ -271,11 +267,21 @@ class Defences:
         return None
 
     def _spend_control(self, now: float, what: str) -> Trip | None:
-        budget = self.control
-        if budget.spend(now):
-            return None
-        detail = f"more than {budget.limit} control frames in {budget.window:g}s (last: {what})"
-        return Trip("control_frames", detail, ENHANCE_YOUR_CALM, b"control frame flood")
+        return _spend(self.control, now, "control_frames", "control frames", what)
+
+
+_BUDGET_DEBUG = {
+    "stream_resets": b"too many stream resets",
+    "control_frames": b"control frame flood",
+}
+
+
+def _spend(budget: RateBudget, now: float, name: str, noun: str, last: str) -> Trip | None:
+    """Spend one unit of `budget`; over it, the Trip that ends the connection."""
+    if budget.spend(now):
+        return None
+    detail = f"more than {budget.limit} {noun} in {budget.window:g}s (last: {last})"
+    return Trip(name, detail, ENHANCE_YOUR_CALM, _BUDGET_DEBUG[name])
 
 
 __all__ = ["Defences", "FrameHead", "FrameScanner", "PingPolicy", "Trip"]
