@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 async def greeter_server(port: int) -> None:
     """greeter's own server, default settings, tap off."""
     from greeter.server import Server  # noqa: PLC0415 (each kind imports only its stack)
-    from greeter.service import Greeter  # noqa: PLC0415
+    from greeter.services.greeter import Greeter  # noqa: PLC0415
 
     async with Server([Greeter()], host="127.0.0.1", port=port):
         await asyncio.Event().wait()
@@ -34,7 +34,7 @@ async def grpclib_server(port: int) -> None:
     """grpclib's server around the very same service class."""
     from grpclib.server import Server  # noqa: PLC0415
 
-    from greeter.service import Greeter  # noqa: PLC0415
+    from greeter.services.greeter import Greeter  # noqa: PLC0415
 
     server = Server([Greeter()])
     await server.start("127.0.0.1", port)

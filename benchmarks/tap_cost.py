@@ -27,7 +27,7 @@ SERVER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from greeter.server import Server
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 tap = None
 if {tap_on}:
     from greeter.tap import TapFactory, TraceWriter

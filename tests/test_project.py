@@ -1,4 +1,10 @@
-"""Project rules that keep the architecture true: import direction, generated code, layout."""
+"""Project rules that keep the architecture true: layers as folders, no cycles, generated code.
+
+The layer rules are folder rules (docs/architecture.md): a module may import its own folder and
+any folder of a lower rank; folders of the same rank never import each other (the core and the
+tap meet only in wire/). Imports under `if TYPE_CHECKING:` count too: a type-only import up the
+layers is still a dependency up the layers.
+"""
 
 from __future__ import annotations
 
@@ -12,106 +18,140 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "greeter"
 
-# DESIGN.md §1: sans-IO and pure modules never touch asyncio, sockets, selectors or threads.
-PURE_MODULES = {
-    "framing",
-    "compression",
-    "protowire",
-    "metadata",
-    "events",
-    "headers",
-    "connection",
-    "status_details",
-    "codec",
-    "budget",
-    "defences",
-    "config",
-    "h2setup",
-    "streams",
+RANK = {
+    "wire": 0,
+    "core": 1,
+    "tap": 1,
+    "server": 2,
+    "client": 3,
+    "tools": 3,
+    "services": 3,
+    "cli": 4,
 }
-IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing"}
-# Who may import which greeter module (cli -> server -> connection -> pure -> h2).
-ALLOWED_INTERNAL = {
-    "framing": set(),
-    "compression": set(),
-    "protowire": set(),
-    "metadata": set(),
-    "status_details": set(),
-    "events": set(),
-    "config": set(),
-    "budget": set(),
-    "defences": {"budget", "config"},
-    "headers": {"compression", "metadata", "events"},
-    "h2setup": {"config"},
-    "streams": {"compression", "framing", "headers"},
-    "connection": {"config", "defences", "events", "h2setup", "headers", "streams"},
-    "codec": {"protowire"},
-    "stream": {"codec", "connection", "events", "status_details"},
-    "observers": set(),
-    "watchdog": {"config"},
-    "tls": set(),
-    "context": {"stream"},
-    "driver": {"connection", "context", "events", "observers", "stream", "watchdog"},
-    "server": {"config", "driver", "observers", "tls"},
-    "serve_options": {"config"},
-    "proxy": {"observers"},
-    "client_tap": {"observers"},
-    "replay": set(),
-    "service": set(),
-    "interop": {"context"},
-    "propagation": {"context"},
-    "reflection": {"server"},
-}
-# The application modules that know generated code (gen/); the stack itself never does.
-APPLICATION_MODULES = {"service", "interop"}
+"""cli → services, tools, client → server → core, tap → wire."""
+NO_IO = {"wire", "core", "tap"}
+"""Sans-IO folders: no asyncio, sockets, selectors, threads, ssl or processes."""
+IO_EDGES = {"greeter.tap.sinks"}
+"""The tap's one I/O edge: trace writers and an asyncio queue of records."""
+IO_MODULES = {"asyncio", "socket", "selectors", "threading", "ssl", "multiprocessing", "subprocess"}
+GENERATED_CODE_USERS = {"services"}
+"""Only the services know gen/; the stack serves and traces any service."""
+PUBLIC_FACE = {"greeter", "greeter.__main__"}
+"""greeter/__init__.py re-exports from every layer; nothing inside imports it."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Modules a file imports at run time (imports under `if TYPE_CHECKING:` are type-only)."""
-    tree = ast.parse(path.read_text())
-    type_only = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If)
-        and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
-        for statement in node.body
-        for inner in ast.walk(statement)
-    }
+    """Every module `path` imports, at run time or for type checking; ``from greeter.wire import
+    framing`` imports greeter.wire.framing (the package's own __init__ is not a dependency)."""
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                names.add(submodule if submodule in MODULES else node.module)
     return names
 
 
-@pytest.mark.parametrize("module", sorted(PURE_MODULES))
-def test_pure_modules_do_no_io(module: str) -> None:
-    roots = {name.split(".")[0] for name in imported_modules(PACKAGE / f"{module}.py")}
-    assert not roots & IO_MODULES, f"greeter.{module} imports {roots & IO_MODULES}"
+def folder(module: str) -> str | None:
+    """The layer folder of a greeter module (None for the public face)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in RANK else None
 
 
-@pytest.mark.parametrize("module", sorted(ALLOWED_INTERNAL))
-def test_dependency_direction(module: str) -> None:
-    names = imported_modules(PACKAGE / f"{module}.py")
-    internal = {n.split(".")[1] for n in names if n.startswith("greeter.") and n.count(".") >= 1}
-    internal -= {"greeter"}
-    internal &= {p.stem for p in PACKAGE.glob("*.py")}
-    assert internal <= ALLOWED_INTERNAL[module], f"greeter.{module} imports {internal}"
-    if module not in APPLICATION_MODULES:
-        assert not any(n == "gen" or n.startswith("gen.") for n in names), (
-            f"greeter.{module} must not know the generated code"
-        )
+def violations(module: str, names: set[str]) -> list[str]:
+    """What breaks the folder rules when `module` imports `names`."""
+    own = folder(module)
+    if own is None:
+        return [f"{module} is outside the layer folders {sorted(RANK)}"]
+    found = []
+    for name in sorted(names):
+        if name == "greeter" or name.startswith("greeter."):
+            other = folder(name)
+            if other is None:
+                found.append(f"{module} imports the public face {name}")
+            elif other != own and RANK[other] >= RANK[own]:
+                found.append(f"{module} ({own}) imports {name} ({other})")
+        elif name.split(".")[0] == "gen" and own not in GENERATED_CODE_USERS:
+            found.append(f"{module} knows the generated code: {name}")
+        elif name.split(".")[0] in IO_MODULES and own in NO_IO and module not in IO_EDGES:
+            found.append(f"{module} is sans-IO but imports {name}")
+    return found
 
 
-def test_every_module_states_its_layer() -> None:
-    for path in PACKAGE.glob("*.py"):
-        docstring = ast.get_docstring(ast.parse(path.read_text()))
-        assert docstring, f"{path.name} has no module docstring"
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One import cycle of `graph` (module -> imported modules), or None."""
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> list[str] | None:
+        if module in trail:
+            return [*trail[trail.index(module) :], module]
+        if module in done:
+            return None
+        for name in graph.get(module, []):
+            cycle = visit(name, [*trail, module])
+            if cycle:
+                return cycle
+        done.add(module)
+        return None
+
+    return next((c for m in sorted(graph) if (c := visit(m, [])) is not None), None)
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - PUBLIC_FACE))
+def test_imports_follow_the_layers(module: str) -> None:
+    assert violations(module, imported_modules(MODULES[module])) == []
+
+
+def test_no_import_cycles() -> None:
+    graph = {
+        module: sorted(n for n in imported_modules(path) if n in MODULES and n != module)
+        for module, path in MODULES.items()
+    }
+    assert find_cycle(graph) is None
+
+
+def test_the_rules_catch_what_they_forbid(tmp_path: Path) -> None:
+    """Type-only imports count; upward, sideways, gen/ and I/O imports fail; cycles are found."""
+    source = tmp_path / "bad.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import asyncio\n"
+        "from gen.greet import HelloRequest\n"
+        "from greeter.wire import framing\n"
+        "if TYPE_CHECKING:\n"
+        "    from greeter.server.listeners import Server\n"
+        "    from greeter.tap.records import Record\n"
+    )
+    names = imported_modules(source)
+    assert {"greeter.wire.framing", "greeter.server.listeners", "greeter.tap.records"} <= names
+    found = violations("greeter.core.bad", names)
+    assert len(found) == 4, found  # server (up), tap (sideways), gen, asyncio
+    assert violations("greeter.services.bad", names) == []
+    assert violations("greeter.wire.bad", {"greeter.wire.framing", "h2.errors"}) == []
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b", "c"], "b": ["c"], "c": []}) is None
+
+
+def test_every_module_says_what_it_does() -> None:
+    for module, path in MODULES.items():
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{module} has no docstring"
+
+
+def test_public_face_exports_what_it_names() -> None:
+    import greeter  # noqa: PLC0415 -- the face itself is the subject
+
+    missing = [name for name in greeter.__all__ if not hasattr(greeter, name)]
+    assert not missing, missing
 
 
 @pytest.mark.timeout(120)
@@ -127,17 +167,3 @@ def test_generated_code_matches_proto() -> None:
     assert result.returncode == 0, (
         f"gen/ drifted from the .proto files:\n{result.stdout}{result.stderr}"
     )
-
-
-@pytest.mark.parametrize("path", sorted((PACKAGE / "tap").glob("*.py")), ids=lambda p: p.name)
-def test_the_tap_never_touches_the_core_or_io(path: Path) -> None:
-    """DESIGN.md §1: the core never imports the tap and the tap never imports core or server."""
-    names = imported_modules(path)
-    roots = {name.split(".")[0] for name in names}
-    if path.name != "sinks.py":  # the tap's one I/O edge: writers and an asyncio queue
-        assert not roots & IO_MODULES, f"greeter/tap/{path.name} imports {roots & IO_MODULES}"
-    forbidden = {"greeter.connection", "greeter.server", "greeter.stream", "greeter.cli"}
-    assert not names & forbidden, f"greeter/tap/{path.name} imports {names & forbidden}"
-    for module in PURE_MODULES | {"server", "stream"}:
-        core_imports = imported_modules(PACKAGE / f"{module}.py")
-        assert not any(n.startswith("greeter.tap") for n in core_imports)

@@ -14,6 +14,7 @@ from greeter.tap.decode import decode_raw
 from greeter.tap.filters import RecordFilter
 from greeter.tap.frames import MAX_FRAME_LENGTH, MAX_HEADER_BLOCK, FrameDecoder
 from greeter.tap.jsonl import dumps, read_jsonl
+from greeter.tap.observer import DEFAULT_REDACT, REDACTED, Tap, TapFactory
 from greeter.tap.records import (
     ConnectionRecord,
     DecodeErrorRecord,
@@ -28,7 +29,6 @@ from greeter.tap.records import (
 )
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.sinks import RecordQueue, TraceWriter, fan_out
-from greeter.tap.tap import DEFAULT_REDACT, REDACTED, Tap, TapFactory
 from greeter.tap.text import TextFormatter
 
 __all__ = [

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from greeter import codec, protowire
-from greeter.metadata import decode_metadata_value
 from greeter.tap.records import RawField
 from greeter.tap.resolve import MessageTypes
+from greeter.wire import codec, protowire
+from greeter.wire.errors import WireFormatError
+from greeter.wire.metadata import decode_metadata_value
 
 MAX_DEPTH = 32
 """Deepest nesting of LEN values and groups decoded as fields; deeper values stay bytes."""
@@ -30,7 +31,7 @@ RawValue = int | bytes | tuple[RawField, ...]
 
 
 def decode_raw(data: bytes, depth: int = MAX_DEPTH) -> tuple[RawField, ...]:
-    """The wire fields of ``data``; raise protowire.WireFormatError if it is not protobuf."""
+    """The wire fields of ``data``; raise WireFormatError if it is not protobuf."""
     fields: list[RawField] = []
     for field in protowire.iter_fields(data):
         value: RawValue = field.value
@@ -48,7 +49,7 @@ def _nested(value: bytes, depth: int) -> RawValue:
         return value
     try:
         return decode_raw(value, depth)
-    except protowire.WireFormatError:
+    except WireFormatError:
         return value
 
 
@@ -75,7 +76,7 @@ def decode_payload(
             error = f"not a valid {message_type.__name__}: {exc}"
     try:
         return None, decode_raw(data), error
-    except protowire.WireFormatError as exc:
+    except WireFormatError as exc:
         return None, None, error or f"not protobuf: {exc}"
 
 

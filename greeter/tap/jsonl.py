@@ -24,7 +24,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from greeter.status_details import TYPE_URL_PREFIX, type_url
 from greeter.tap.records import (
     ConnectionRecord,
     DecodeErrorRecord,
@@ -34,6 +33,7 @@ from greeter.tap.records import (
     Record,
     RpcRecord,
 )
+from greeter.wire.status_details import TYPE_URL_PREFIX, type_url
 
 SCHEMA_VERSION = 1
 

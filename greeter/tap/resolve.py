@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from greeter.status_details import type_url
+from greeter.wire.status_details import type_url
 
 
 def _url_of(message_type: type[Any]) -> str | None:

@@ -22,9 +22,6 @@ from typing import Any
 
 from grpclib.const import Status
 
-from greeter import compression
-from greeter.framing import FramedMessage, FramingError, MessageDecoder, MessageTooLargeError
-from greeter.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 from greeter.tap.decode import decode_payload, decode_status_details
 from greeter.tap.records import (
     Direction,
@@ -35,6 +32,10 @@ from greeter.tap.records import (
     RpcRecord,
 )
 from greeter.tap.resolve import MessageTypes
+from greeter.wire import compression
+from greeter.wire.errors import MessageError, MessageTooLargeError
+from greeter.wire.framing import FramedMessage, MessageDecoder
+from greeter.wire.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 """Largest message (compressed or not) the tap reassembles and decompresses."""
@@ -196,7 +197,7 @@ class Calls:
     ) -> None:
         try:
             framed = decoder.feed(record.data or b"")
-        except (FramingError, MessageTooLargeError) as exc:
+        except MessageError as exc:
             length = exc.length if isinstance(exc, MessageTooLargeError) else 0
             self._fail(call, record, f"bad message prefix: {exc}", length)
             return
@@ -322,5 +323,5 @@ def _decompress(encoding: str, payload: bytes) -> tuple[bytes, str | None]:
         return payload, f"unsupported grpc-encoding {encoding!r}"
     try:
         return compression.decompress(encoding, payload, MAX_MESSAGE_SIZE), None
-    except (compression.DecompressionError, compression.DecompressedTooLargeError) as exc:
-        return payload, f"{encoding}: {exc}"
+    except MessageError as exc:
+        return payload, str(exc)

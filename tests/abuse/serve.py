@@ -21,9 +21,10 @@ from typing import Any
 
 from grpclib.health.service import Health
 
-from greeter.config import CoreConfig, Timeouts
+from greeter.core.config import CoreConfig
 from greeter.server import Server, ServerConfig
-from greeter.service import Greeter
+from greeter.server.config import Timeouts
+from greeter.services.greeter import Greeter
 
 log = logging.getLogger("abuse-serve")
 

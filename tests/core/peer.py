@@ -37,10 +37,10 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from greeter.config import CoreConfig
-from greeter.connection import ServerConnection
-from greeter.events import Event
-from greeter.framing import MessageDecoder, encode_message
+from greeter.core.config import CoreConfig
+from greeter.core.events import Event
+from greeter.core.server_connection import ServerConnection
+from greeter.wire.framing import MessageDecoder, encode_message
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SAY_HELLO = "/greet.Greeter/SayHello"

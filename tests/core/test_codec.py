@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gen.greet import HelloReply, HelloRequest
-from greeter import codec
+from greeter.wire import codec
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,14 @@ import zlib
 
 import pytest
 
-from greeter.compression import (
+from greeter.wire.compression import (
     ACCEPT_ENCODING,
     IDENTITY,
-    DecompressedTooLargeError,
-    DecompressionError,
     compress,
     decompress,
     is_supported,
 )
+from greeter.wire.errors import DecompressedTooLargeError, DecompressionError
 
 MiB = 1024 * 1024
 PAYLOADS = [b"", b"hello", bytes(range(256)) * 300, b"\x00" * 100_000]

@@ -12,9 +12,8 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame, WindowUpdateFrame
 
-from greeter.config import CoreConfig
-from greeter.connection import ServerConnection, StreamGoneError
-from greeter.events import (
+from greeter.core.config import CoreConfig
+from greeter.core.events import (
     ConnectionTerminated,
     DefenceTriggered,
     MessageReceived,
@@ -22,7 +21,9 @@ from greeter.events import (
     RequestRejected,
     RpcAborted,
 )
-from greeter.framing import encode_message
+from greeter.core.server_connection import ServerConnection
+from greeter.wire.errors import StreamGoneError
+from greeter.wire.framing import encode_message
 from tests.core.peer import (
     PREFACE,
     RESPONSE_HEADERS,

@@ -16,9 +16,9 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from greeter.config import CoreConfig
-from greeter.events import MessageReceived, RequestEnded, SendUnblocked, StreamReset
-from greeter.framing import encode_message
+from greeter.core.config import CoreConfig
+from greeter.core.events import MessageReceived, RequestEnded, SendUnblocked, StreamReset
+from greeter.wire.framing import encode_message
 from tests.core.peer import RESPONSE_HEADERS, FlowControlStall, Pair
 
 SMALL = CoreConfig(initial_window_size=65_535, connection_window_size=65_535)

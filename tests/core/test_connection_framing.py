@@ -19,10 +19,10 @@ from h2.settings import SettingCodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greeter.config import CoreConfig
-from greeter.connection import ServerConnection
-from greeter.events import Event, MessageReceived, RequestEnded, RequestReceived, RpcAborted
-from greeter.framing import encode_message
+from greeter.core.config import CoreConfig
+from greeter.core.events import Event, MessageReceived, RequestEnded, RequestReceived, RpcAborted
+from greeter.core.server_connection import ServerConnection
+from greeter.wire.framing import encode_message
 from tests.core.peer import BIDI_HELLO, RESPONSE_HEADERS, Pair
 
 MESSAGES = [b"first", b"", bytes(range(200)), b"x" * 70, b"last"]

@@ -12,9 +12,8 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame
 
-from greeter.config import CoreConfig
-from greeter.connection import MAX_STREAM_ID, SHUTDOWN_PING, StreamGoneError
-from greeter.events import (
+from greeter.core.config import CoreConfig
+from greeter.core.events import (
     ConnectionTerminated,
     MessageReceived,
     RequestEnded,
@@ -23,6 +22,8 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
+from greeter.core.server_connection import MAX_STREAM_ID, SHUTDOWN_PING
+from greeter.wire.errors import StreamGoneError
 from tests.core.peer import Pair
 
 

@@ -6,9 +6,9 @@ import h2.config
 import h2.connection
 from grpclib.const import Status
 
-from greeter.connection import ServerConnection
-from greeter.events import RequestReceived
-from greeter.framing import encode_message
+from greeter.core.events import RequestReceived
+from greeter.core.server_connection import ServerConnection
+from greeter.wire.framing import encode_message
 
 
 def test_observer_sees_exactly_the_bytes_in_and_out() -> None:

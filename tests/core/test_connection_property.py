@@ -18,9 +18,8 @@ from h2.settings import SettingCodes
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from greeter.config import CoreConfig
-from greeter.connection import StreamGoneError
-from greeter.events import (
+from greeter.core.config import CoreConfig
+from greeter.core.events import (
     ConnectionTerminated,
     Event,
     MessageReceived,
@@ -32,7 +31,8 @@ from greeter.events import (
     ShutdownAcknowledged,
     StreamReset,
 )
-from greeter.framing import encode_message
+from greeter.wire.errors import StreamGoneError
+from greeter.wire.framing import encode_message
 from tests.core.peer import Pair
 
 TERMINAL = (RpcAborted, StreamReset, RequestRejected)

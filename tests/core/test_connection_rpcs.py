@@ -15,14 +15,14 @@ from grpclib.const import Status
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from greeter.config import CoreConfig
-from greeter.connection import StreamGoneError
-from greeter.events import (
+from greeter.core.config import CoreConfig
+from greeter.core.events import (
     MessageReceived,
     RequestEnded,
     RequestReceived,
 )
-from greeter.framing import encode_message
+from greeter.wire.errors import StreamGoneError
+from greeter.wire.framing import encode_message
 from tests.core.peer import (
     BIDI_HELLO,
     LOTS_OF_GREETINGS,

@@ -8,12 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greeter.framing import (
+from greeter.wire.errors import FramingError, MessageTooLargeError
+from greeter.wire.framing import (
     PREFIX_SIZE,
     FramedMessage,
-    FramingError,
     MessageDecoder,
-    MessageTooLargeError,
     encode_message,
 )
 

@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
 
-from greeter.config import CoreConfig
-from greeter.connection import ServerConnection, StreamGoneError
-from greeter.events import (
+from greeter.core.config import CoreConfig
+from greeter.core.events import (
     ConnectionTerminated,
     Event,
     MessageReceived,
@@ -37,7 +36,9 @@ from greeter.events import (
     RpcAborted,
     StreamReset,
 )
-from greeter.framing import encode_message
+from greeter.core.server_connection import ServerConnection
+from greeter.wire.errors import StreamGoneError
+from greeter.wire.framing import encode_message
 from tests.core.peer import PREFACE, Pair, request_headers
 
 FUZZ = settings(

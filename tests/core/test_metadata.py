@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greeter.metadata import (
-    InvalidTimeoutError,
+from greeter.wire.errors import InvalidTimeoutError
+from greeter.wire.metadata import (
     decode_grpc_message,
     decode_metadata_value,
     encode_grpc_message,

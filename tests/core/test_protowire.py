@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gen.greet import HelloReply, HelloRequest
-from greeter.protowire import (
+from greeter.wire.errors import WireFormatError
+from greeter.wire.protowire import (
     I32,
     I64,
     LEN,
     SGROUP,
     VARINT,
     WireField,
-    WireFormatError,
     check_wire_format,
     iter_fields,
 )

@@ -13,9 +13,9 @@ import zlib
 import pytest
 from grpclib.const import Status
 
-from greeter.events import MessageReceived, RequestReceived
-from greeter.framing import FramedMessage, MessageDecoder, encode_message
-from greeter.headers import response_encoding
+from greeter.core.events import MessageReceived, RequestReceived
+from greeter.core.headers import response_encoding
+from greeter.wire.framing import FramedMessage, MessageDecoder, encode_message
 from tests.core.peer import Pair
 
 PAYLOAD = b"hello compression " * 50

@@ -33,8 +33,8 @@ from multidict import MultiDict
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.server import Server, ServerConfig, Service
-from greeter.service import Greeter
-from greeter.stream import ServerStream
+from greeter.server.handler_stream import ServerStream
+from greeter.services.greeter import Greeter
 
 PROBE = "test.Probe"
 SECRET = "secret-internal-state-0xdeadbeef"

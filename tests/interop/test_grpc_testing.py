@@ -50,7 +50,7 @@ from gen.grpc.testing import (
     StreamingOutputCallRequest,
     StreamingOutputCallResponse,
 )
-from greeter.context import current_rpc
+from greeter.server.context import current_rpc
 from tests.peers import (
     REPO_ROOT,
     ServerProcess,

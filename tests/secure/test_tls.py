@@ -28,9 +28,9 @@ from grpclib.const import Cardinality, Handler
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.server import Server, ServerConfig, Service
-from greeter.service import Greeter
-from greeter.stream import ServerStream
-from greeter.tls import client_context, server_context
+from greeter.server.handler_stream import ServerStream
+from greeter.server.tls import client_context, server_context
+from greeter.services.greeter import Greeter
 from tests.peers import GrpcioGreeter, assert_one_line_failure, run_greeter
 from tests.secure import (
     RPC_TIMEOUT,

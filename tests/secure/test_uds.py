@@ -17,7 +17,7 @@ from grpclib.client import Channel
 
 from gen.greet import GreeterStub
 from greeter.server import Server, ServerConfig
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from tests.peers import ServerProcess, assert_one_line_failure, grpcio_channel, run_greeter
 from tests.secure import (
     greeter_serve,

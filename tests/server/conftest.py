@@ -10,7 +10,7 @@ from grpclib.health.service import Health
 
 from gen.greet import GreeterStub
 from greeter.server import Server, ServerConfig
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from tests.server.rawclient import RawClient
 from tests.server.services import Probe
 

@@ -13,7 +13,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckResponse
 
 from gen.greet import HelloReply, HelloRequest
-from greeter import protowire
+from greeter.wire import protowire
 from tests.server.rawclient import (
     PROTOCOL_ERROR,
     RawClient,

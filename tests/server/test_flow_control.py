@@ -10,9 +10,9 @@ from grpclib.const import Status
 from hyperframe.frame import SettingsFrame
 
 from gen.greet import HelloReply, HelloRequest
-from greeter.config import CoreConfig
+from greeter.core.config import CoreConfig
 from greeter.server import Server, ServerConfig, Service
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from tests.server.rawclient import DEFAULT_WINDOW, REFUSED_STREAM, RawClient
 from tests.server.services import BLOCK, Probe, path
 

@@ -19,9 +19,9 @@ from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 
 from gen.greet import GreeterBase, GreeterStub, HelloReply, HelloRequest
-from greeter.context import current_rpc
-from greeter.propagation import PropagatingChannel, inherited_deadline
+from greeter.client.propagation import PropagatingChannel, inherited_deadline
 from greeter.server import Server
+from greeter.server.context import current_rpc
 
 BOUND = 5.0
 

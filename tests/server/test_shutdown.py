@@ -11,7 +11,7 @@ from grpclib.exceptions import StreamTerminatedError
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.server import Server
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from tests.server.rawclient import NO_ERROR, REFUSED_STREAM, RawClient
 from tests.server.services import Probe, path
 

@@ -12,11 +12,11 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import PingFrame
 
 from gen.greet import HelloReply, HelloRequest
-from greeter.config import Timeouts
-from greeter.driver import HANDLERS
-from greeter.events import RequestReceived
+from greeter.core.events import RequestReceived
 from greeter.server import Server, ServerConfig
-from greeter.service import Greeter
+from greeter.server.config import Timeouts
+from greeter.server.driver import HANDLERS
+from greeter.services.greeter import Greeter
 from tests.server.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]

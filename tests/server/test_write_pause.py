@@ -10,8 +10,8 @@ import pytest
 from h2.settings import SettingCodes
 
 from gen.greet import HelloRequest
-from greeter.framing import encode_message
 from greeter.server import Server, ServerConfig
+from greeter.wire.framing import encode_message
 from tests.server.services import Probe, path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]

@@ -35,10 +35,10 @@ from grpclib.const import Status
 from h2.settings import SettingCodes
 
 from gen.greet import HelloReply, HelloRequest
-from greeter import codec
-from greeter.connection import ServerConnection
-from greeter.events import Event, MessageReceived
+from greeter.core.events import Event, MessageReceived
+from greeter.core.server_connection import ServerConnection
 from greeter.tap import Direction, MessageTypes, Record, Tap
+from greeter.wire import codec
 from tests.core.peer import (
     BIDI_HELLO,
     LOTS_OF_GREETINGS,

@@ -6,10 +6,10 @@ import h2.config
 import h2.connection
 from grpclib.const import Status
 
-from greeter.connection import ServerConnection
-from greeter.events import RequestReceived
-from greeter.framing import encode_message
+from greeter.core.events import RequestReceived
+from greeter.core.server_connection import ServerConnection
 from greeter.tap import FrameDecoder, FrameRecord
+from greeter.wire.framing import encode_message
 
 
 def test_frames_of_a_unary_call_seen_through_the_core_hook() -> None:

@@ -16,9 +16,9 @@ from grpclib.client import Channel
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.server import Server
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from greeter.tap import Direction, FrameRecord
-from greeter.testing import WireLog
+from greeter.tap.wirelog import WireLog
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -16,10 +16,7 @@ from grpclib.const import Status
 from h2.settings import SettingCodes
 
 from gen.greet import HelloReply, HelloRequest
-from greeter import codec
-from greeter.connection import ServerConnection
-from greeter.framing import encode_message
-from greeter.status_details import encode_status
+from greeter.core.server_connection import ServerConnection
 from greeter.tap import (
     ConnectionRecord,
     Direction,
@@ -31,6 +28,9 @@ from greeter.tap import (
     RpcRecord,
     Tap,
 )
+from greeter.wire import codec
+from greeter.wire.framing import encode_message
+from greeter.wire.status_details import encode_status
 from tests.core.peer import (
     BIDI_HELLO,
     LOTS_OF_GREETINGS,
@@ -296,7 +296,7 @@ def test_corrupt_gzip_body_is_an_error_with_the_compressed_bytes() -> None:
     message = t.of(MessageRecord, stream_id=stream_id, direction="in")[0]
     assert (message.data, message.decoded) == (b"not gzip", None)
     assert message.error is not None
-    assert message.error.startswith("gzip:")
+    assert message.error.startswith("corrupt gzip message:")
 
 
 def test_bad_prefix_and_truncated_message_are_one_error_record() -> None:

@@ -10,8 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gen.greet import GreeterBase, HelloReply, HelloRequest
-from greeter.framing import encode_message
-from greeter.status_details import encode_status
 from greeter.tap import (
     DecodeErrorRecord,
     MessageRecord,
@@ -24,6 +22,8 @@ from greeter.tap import (
 )
 from greeter.tap.decode import MAX_DEPTH, decode_payload, decode_status_details
 from greeter.tap.frames import PREFACE
+from greeter.wire.framing import encode_message
+from greeter.wire.status_details import encode_status
 
 SAY_HELLO = "/greet.Greeter/SayHello"
 REQUEST = [

@@ -20,12 +20,12 @@ import pytest
 from grpclib.health.service import Health
 
 from gen.greet import HelloReply, HelloRequest
-from greeter.proxy import Proxy
 from greeter.server import Server
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
+from greeter.tap.observer import TapFactory
 from greeter.tap.records import FrameRecord, MessageRecord, Record, RpcRecord
 from greeter.tap.resolve import MessageTypes
-from greeter.tap.tap import TapFactory
+from greeter.tools.proxy import Proxy
 from tests.peers import METHOD_PATHS, GrpcioGreeter, grpcio_channel, grpcio_server, run_node_client
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]

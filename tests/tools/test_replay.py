@@ -21,13 +21,13 @@ from grpclib.client import Channel
 from grpclib.health.service import Health
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
-from greeter.replay import load_rpcs, replay_file
 from greeter.server import Server
-from greeter.service import Greeter
+from greeter.services.greeter import Greeter
 from greeter.tap.jsonl import read_jsonl
+from greeter.tap.observer import TapFactory
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.sinks import TraceWriter
-from greeter.tap.tap import TapFactory
+from greeter.tools.replay import load_rpcs, replay_file
 from tests.peers import METHOD_PATHS, REPO_ROOT, SERVICE, grpcio_greeter_handler
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]

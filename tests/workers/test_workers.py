@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gen.greet import HelloRequest
-from greeter.workers import uvloop_installed
+from greeter.server.workers import uvloop_installed
 from tests.peers import (
     GREETER_SERVING_LINE,
     REPO_ROOT,

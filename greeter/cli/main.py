@@ -1,0 +1,405 @@
+"""The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
+and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
+`interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases.
+`serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
+runs on uvloop when it is installed and can share its port among processes (greeter.workers).
+
+Layer: entry point. Parses arguments, configures logging, wires the server or the client
+together; no protocol logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from grpclib.client import Channel
+from grpclib.config import Configuration
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.health.service import Health
+
+from greeter.cli.limits import add_limit_arguments, server_config
+from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
+from greeter.client.tapped_channel import TappedChannel
+from greeter.server import Server, Service
+from greeter.server.tls import client_context, server_context
+from greeter.server.workers import (
+    LOOP_CHOICES,
+    WorkerLink,
+    loop_factory,
+    loop_name,
+    run_workers,
+    uvloop_installed,
+)
+from greeter.services.greeter import Greeter, GreeterStub, HelloRequest
+from greeter.services.interop import TestService
+from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
+from greeter.tap.resolve import MessageTypes
+from greeter.tools.proxy import Proxy
+
+log = logging.getLogger("greeter")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+INTEROP_PORT = 10000
+"""interop-server's default port: the one gRPC's interop test runners use."""
+UNIX_PREFIX = "unix:"
+UDS_TLS_SERVER_NAME = "localhost"
+"""The name a TLS server behind a Unix socket must have in its certificate (gRPC's default
+authority for unix: targets is "localhost" too)."""
+
+
+def _parse_target(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {target!r}")
+    return host.strip("[]"), int(port)
+
+
+def _parse_client_target(target: str) -> tuple[str, int] | str:
+    """HOST:PORT, or a Unix socket as gRPC names them: unix:PATH or unix:///ABSOLUTE/PATH."""
+    if target.startswith(UNIX_PREFIX):
+        path = target.removeprefix(UNIX_PREFIX)
+        path = path.removeprefix("//")
+        if not path:
+            raise argparse.ArgumentTypeError(f"expected unix:PATH, got {target!r}")
+        return path
+    return _parse_target(target)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="greeter", description="An inspectable gRPC stack.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve greet.Greeter and grpc.health.v1.Health")
+    serve.add_argument("--host", help=f"default {DEFAULT_HOST}")
+    serve.add_argument("--port", type=int, help=f"default {DEFAULT_PORT}; 0 picks a free port")
+    serve.add_argument(
+        "--uds", metavar="PATH", help="listen on this Unix socket instead of --host/--port"
+    )
+    serve.add_argument("--tls-cert", metavar="PATH", help="serve TLS with this PEM certificate")
+    serve.add_argument("--tls-key", metavar="PATH", help="the PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="PATH",
+        help="mutual TLS: require client certificates signed by these PEM CAs",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port with SO_REUSEPORT (default 1; TCP only, "
+        "no --trace)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="event loop (default auto: uvloop when installed, else asyncio)",
+    )
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by greeter.workers
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    add_limit_arguments(serve)
+    add_trace_arguments(serve, switch=True, to="stdout")
+    _add_hello_parser(commands)
+    _add_proxy_parser(commands)
+    _add_replay_parser(commands)
+    _add_interop_parser(commands)
+    return parser
+
+
+def _add_interop_parser(commands: Any) -> None:
+    interop = commands.add_parser(
+        "interop-server",
+        help="serve grpc.testing.TestService and grpc.health.v1.Health (gRPC's interop cases)",
+    )
+    interop.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    interop.add_argument(
+        "--port",
+        type=int,
+        default=INTEROP_PORT,
+        help=f"default {INTEROP_PORT}; 0 picks a free port",
+    )
+    interop.add_argument(
+        "--grace", type=float, default=5.0, metavar="SECONDS", help="shutdown grace (default 5)"
+    )
+
+
+def _add_hello_parser(commands: Any) -> None:
+    hello = commands.add_parser("hello", help="call greet.Greeter/SayHello and print the reply")
+    hello.add_argument("name")
+    hello.add_argument(
+        "--target",
+        type=_parse_client_target,
+        default=(DEFAULT_HOST, DEFAULT_PORT),
+        metavar="HOST:PORT|unix:PATH",
+    )
+    hello.add_argument(
+        "--tls-ca", metavar="PATH", help="use TLS; verify the server against these PEM CAs"
+    )
+    hello.add_argument(
+        "--tls-cert", metavar="PATH", help="use TLS with this PEM client certificate (mutual TLS)"
+    )
+    hello.add_argument("--tls-key", metavar="PATH", help="the PEM private key of --tls-cert")
+    hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    add_trace_arguments(hello, switch=True, to="stderr (stdout keeps the reply)")
+
+
+def _add_proxy_parser(commands: Any) -> None:
+    proxy = commands.add_parser(
+        "proxy",
+        help="inspecting h2c reverse proxy: relay any gRPC client to any server and trace it",
+        description="Relays every connection byte for byte to --target and traces it: the "
+        "client's bytes are 'in', the server's 'out' (nothing is re-encoded, so one trace "
+        "shows both legs).",
+    )
+    proxy.add_argument("--listen", type=_parse_target, required=True, metavar="HOST:PORT")
+    proxy.add_argument("--target", type=_parse_target, required=True, metavar="HOST:PORT")
+    proxy.add_argument(
+        "--proto-module",
+        default="gen.greet",
+        metavar="MODULE",
+        help="betterproto2 module whose services decode messages ('' for wire fields only)",
+    )
+    add_trace_arguments(proxy, switch=False, to="stdout")
+
+
+def _add_replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="re-send the client messages of a JSONL trace and compare the replies",
+        description="Exit status 0 when every RPC's replies and status match the trace, "
+        "1 (with a per-RPC report) otherwise.",
+    )
+    replay.add_argument("file", metavar="FILE", help="a --trace-file written as jsonl")
+    replay.add_argument("--target", type=_parse_target, required=True, metavar="HOST:PORT")
+    replay.add_argument(
+        "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
+    )
+    replay.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per RPC")
+
+
+async def _until_signalled() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def _stop_when_signalled(server: Server, grace: float, level: int = logging.INFO) -> None:
+    """Wait for SIGINT/SIGTERM, then stop gracefully: GOAWAY, `grace` seconds, cancel the rest."""
+    await _until_signalled()
+    log.log(level, "shutting down: GOAWAY sent, in-flight RPCs get %.1f s", grace)
+    await server.stop(grace)
+    log.log(level, "stopped")
+
+
+def _message_types(module: str) -> MessageTypes | None:
+    return MessageTypes.from_module(module) if module else None
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
+    if args.command not in ("serve", "hello"):
+        return
+    if args.command == "serve":
+        if args.uds is not None and (args.host is not None or args.port is not None):
+            parser.error("serve: --uds replaces --host and --port")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            parser.error("serve: --tls-cert and --tls-key go together")
+        if args.tls_client_ca is not None and args.tls_cert is None:
+            parser.error("serve: --tls-client-ca needs --tls-cert and --tls-key")
+        if args.workers < 1:
+            parser.error("serve: --workers needs N >= 1")
+        if args.workers > 1 and args.uds is not None:
+            parser.error("serve: --workers needs TCP: processes cannot share a --uds socket path")
+        if args.workers > 1 and tracing_requested(args):
+            parser.error(
+                "serve: --trace needs --workers 1 (each worker numbers connections from 1)"
+            )
+        if args.loop == "uvloop" and not uvloop_installed():
+            parser.error(
+                "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
+            )
+    elif args.tls_key is not None and args.tls_cert is None:
+        parser.error("hello: --tls-key needs --tls-cert")
+
+
+def _listening_on(args: argparse.Namespace, server: Server) -> str:
+    """How the start-up line names the address: unix:PATH or HOST:PORT, plus (TLS, N workers)."""
+    where = f"{UNIX_PREFIX}{server.address}" if args.uds else f"{server.host}:{server.port}"
+    notes = []
+    if args.tls_client_ca:
+        notes.append("TLS, client certificates required")
+    elif args.tls_cert:
+        notes.append("TLS")
+    if args.workers > 1:
+        notes.append(f"{args.workers} workers")
+    return f"{where} ({', '.join(notes)})" if notes else where
+
+
+async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    As one of --workers N (`worker`): listen with SO_REUSEPORT and hand the serving line to the
+    parent, which logs it (and the shutdown) once for all workers.
+    """
+    quiet = logging.INFO if worker is None else logging.DEBUG
+    services: list[Service] = [Greeter(), Health()]
+    types = MessageTypes.from_services(services)
+    services = with_reflection(services, GENERATED_DESCRIPTORS)
+    tls = None
+    if args.tls_cert is not None:
+        tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+    with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
+        server = Server(
+            services,
+            host=DEFAULT_HOST if args.host is None else args.host,
+            port=DEFAULT_PORT if args.port is None else args.port,
+            config=server_config(args),
+            tap=tap,
+            ssl=tls,
+            uds=args.uds,
+            reuse_port=worker is not None,
+        )
+        await server.start()
+        log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
+        names = ", ".join(server.service_names)
+        line = f"serving {names} on {_listening_on(args, server)}"
+        if worker is None:
+            log.info("%s", line)
+        else:
+            worker.ready(line)  # sent on the loop's next turn: after _until_signalled's handlers
+        await _stop_when_signalled(server, args.grace, quiet)
+    return 0
+
+
+async def interop_server(args: argparse.Namespace) -> int:
+    """Serve TestService + Health until SIGINT or SIGTERM, then shut down gracefully."""
+    services = with_reflection([TestService(), Health()], GENERATED_DESCRIPTORS)
+    server = Server(services, host=args.host, port=args.port)
+    await server.start()
+    log.info("serving %s on %s", ", ".join(server.service_names), server.address)
+    await _stop_when_signalled(server, args.grace)
+    return 0
+
+
+def _channel_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """grpclib Channel keywords for hello's --target and --tls-* options."""
+    options: dict[str, Any] = {}
+    if args.tls_ca is not None or args.tls_cert is not None:
+        options["ssl"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    if isinstance(args.target, str):
+        options["path"] = args.target
+        if "ssl" in options:  # no host name to verify: the certificate must name localhost
+            options["config"] = Configuration(ssl_target_name_override=UDS_TLS_SERVER_NAME)
+    else:
+        options["host"], options["port"] = args.target
+    return options
+
+
+async def hello(args: argparse.Namespace) -> int:
+    types = _message_types("gen.greet")
+    options = _channel_arguments(args)
+    with open_trace(args, role="client", default_stream=sys.stderr, types=types) as tap:
+        channel = Channel(**options) if tap is None else TappedChannel(tap=tap, **options)
+        try:
+            reply = await GreeterStub(channel).say_hello(
+                HelloRequest(name=args.name), timeout=args.timeout
+            )
+        finally:
+            channel.close()
+    print(reply.message)
+    return 0
+
+
+async def proxy(args: argparse.Namespace) -> int:
+    """Relay and trace until SIGINT or SIGTERM."""
+    (listen_host, listen_port), (target_host, target_port) = args.listen, args.target
+    types = _message_types(args.proto_module)
+    with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
+        async with Proxy(listen_host, listen_port, target_host, target_port, tap=tap) as relay:
+            log.info("proxying %s:%d -> %s:%d", listen_host, relay.port, target_host, target_port)
+            await _until_signalled()
+    log.info("stopped")
+    return 0
+
+
+async def replay(args: argparse.Namespace) -> int:
+    """Re-send the trace's client messages; 0 when every RPC matches, 1 otherwise."""
+    from greeter.tools.replay import replay_file  # noqa: PLC0415 -- only this command needs it
+
+    host, port = args.target
+    report = await replay_file(
+        args.file, host, port, types=_message_types(args.proto_module), timeout=args.timeout
+    )
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "serve": serve,
+    "hello": hello,
+    "proxy": proxy,
+    "replay": replay,
+    "interop-server": interop_server,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    serving = args.command == "serve"
+    worker_fd = args.worker_fd if serving else None
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(name)s: %(message)s"
+        if worker_fd is None
+        else f"%(name)s[worker {args.worker_index}]: %(message)s",
+        stream=sys.stderr,
+    )
+    if worker_fd is not None:  # one of --workers N: failures go to the parent, which logs them
+        link = WorkerLink(worker_fd)
+        return _run(serve(args, link), loop_factory(args.loop), link.failed)
+    if serving and args.workers > 1:
+        return run_workers(
+            sys.argv[1:] if argv is None else argv,
+            count=args.workers,
+            host=DEFAULT_HOST if args.host is None else args.host,
+            port=DEFAULT_PORT if args.port is None else args.port,
+            grace=args.grace,
+        )
+    factory = loop_factory(args.loop) if serving else None
+    return _run(COMMANDS[args.command](args), factory, _log_error)
+
+
+def _log_error(message: str) -> None:
+    log.error("%s", message)
+
+
+def _run(
+    command: Coroutine[Any, Any, int],
+    factory: Callable[[], asyncio.AbstractEventLoop] | None,
+    report: Callable[[str], None],
+) -> int:
+    """Run `command` on a loop from `factory` (None: asyncio's); report a failure in one line."""
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(command)
+    except (OSError, ValueError) as exc:  # unreachable address, unreadable trace file, ...
+        report(str(exc))
+    except GRPCError as exc:  # a failed RPC: say what happened, no traceback
+        report(f"{exc.status.name}: {exc.message}")
+    except StreamTerminatedError as exc:
+        report(f"the connection failed: {exc}")
+    return 1

@@ -1,0 +1,108 @@
+"""The ``--trace*`` command-line options and the tap they build, shared by serve, hello and proxy.
+
+Layer: entry point (CLI helpers). Rule: only wiring -- argparse options in, an observer factory
+(one ``Tap`` per connection, all writing to one ``TraceWriter``) out; no decoding here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from typing import Literal, TextIO
+
+from greeter.tap.attach import ObserverFactory
+from greeter.tap.filters import RecordFilter
+from greeter.tap.observer import DEFAULT_REDACT, TapFactory
+from greeter.tap.resolve import MessageTypes
+from greeter.tap.sinks import TraceWriter
+
+LAYERS = ("frame", "message", "rpc", "connection")
+FORMAT_HELP = "trace output: text (readable) or jsonl (one JSON object per record, for replay)"
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: str) -> None:
+    """Add the trace options; ``switch`` adds ``--trace`` (the proxy always traces)."""
+    group = parser.add_argument_group(
+        "tracing",
+        f"The wire tap: every frame, message, RPC and window of each connection. The trace "
+        f"goes to {to} unless --trace-file is given. Format default: text, but jsonl when "
+        f"writing a file (what `greeter replay` reads).",
+    )
+    if switch:
+        group.add_argument("--trace", action="store_true", help="trace every connection")
+    group.add_argument("--trace-format", choices=("text", "jsonl"), help=FORMAT_HELP)
+    group.add_argument(
+        "--trace-file", metavar="PATH", help="write the trace to PATH (implies --trace)"
+    )
+    repeatable = (
+        ("--trace-method", "GLOB", "only RPCs whose path matches, e.g. '/greet.Greeter/*'", None),
+        ("--trace-layer", "LAYER", f"only this layer: {', '.join(LAYERS)}", LAYERS),
+        (
+            "--trace-frame",
+            "TYPE",
+            "only this frame type (RFC 9113 name or glob), e.g. HEADERS",
+            None,
+        ),
+        (
+            "--trace-redact",
+            "HEADER",
+            f"also redact HEADER; always: {', '.join(sorted(DEFAULT_REDACT))}",
+            None,
+        ),
+    )
+    for flag, metavar, help_text, choices in repeatable:
+        group.add_argument(
+            flag,
+            action="append",
+            default=[],
+            choices=choices,
+            metavar=metavar,
+            help=f"{help_text} (repeatable)",
+        )
+
+
+def tracing_requested(args: argparse.Namespace) -> bool:
+    """``--trace`` or ``--trace-file`` (or a command without the switch, which always traces)."""
+    return bool(getattr(args, "trace", True) or args.trace_file)
+
+
+def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl"]:
+    """The chosen format; without --trace-format, jsonl for a file and text for a terminal."""
+    if args.trace_format is not None:
+        chosen: Literal["text", "jsonl"] = args.trace_format
+        return chosen
+    return "jsonl" if args.trace_file else "text"
+
+
+def record_filter(args: argparse.Namespace) -> RecordFilter | None:
+    """The filter the --trace-method/-layer/-frame options describe, None when there is none."""
+    if not (args.trace_method or args.trace_layer or args.trace_frame):
+        return None
+    return RecordFilter(
+        methods=tuple(args.trace_method),
+        layers=tuple(args.trace_layer),
+        frame_types=tuple(name.upper() for name in args.trace_frame),
+    )
+
+
+@contextlib.contextmanager
+def open_trace(
+    args: argparse.Namespace,
+    *,
+    role: Literal["server", "client"],
+    default_stream: TextIO,
+    types: MessageTypes | None,
+) -> Iterator[ObserverFactory | None]:
+    """Yield the observer factory for ``args`` (None when tracing is off); close the file after."""
+    if not tracing_requested(args):
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        stream = default_stream
+        if args.trace_file:
+            stream = stack.enter_context(open(args.trace_file, "w", encoding="utf-8"))
+        writer = TraceWriter(stream, format=trace_format(args), filter=record_filter(args))
+        redact = (*DEFAULT_REDACT, *(name.lower() for name in args.trace_redact))
+        yield TapFactory(writer, role=role, types=types, redact=redact)
+        stream.flush()

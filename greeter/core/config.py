@@ -1,0 +1,96 @@
+"""The core's settings (`CoreConfig`) and the h2 connection they configure.
+
+`CoreConfig` holds one connection's protocol limits and defence budgets; `new_h2_connection`
+builds the H2Connection every core connection wraps, with h2's header validation moved to
+greeter.core.headers and the stream limit enforced per stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.settings
+from h2.settings import SettingCodes
+
+MAX_STREAM_ID = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Protocol limits of one connection; each is also a documented server setting."""
+
+    max_receive_message_size: int = 4 * 1024 * 1024
+    """Largest request message (after decompression) accepted; above it, RESOURCE_EXHAUSTED."""
+    max_concurrent_streams: int = 100
+    """Advertised SETTINGS_MAX_CONCURRENT_STREAMS; a stream above it gets REFUSED_STREAM."""
+    max_header_list_size: int = 16 * 1024
+    """Advertised and enforced SETTINGS_MAX_HEADER_LIST_SIZE (C-core: 8 KiB soft, 16 KiB hard)."""
+    initial_window_size: int = 1024 * 1024
+    """Per-stream receive window; generous so large messages need few WINDOW_UPDATE round trips."""
+    connection_window_size: int = 2 * 1024 * 1024
+    """Connection receive window (RFC 9113 §6.9.2 starts it at 65,535; we open it at once)."""
+    reset_budget: int = 200
+    """Streams per `reset_window` that may end early through the peer (its RST_STREAM before the
+    response completed, or its malformed, refused or aborted requests); one more → GOAWAY."""
+    reset_window: float = 1.0
+    control_frame_budget: int = 1000
+    """Frames per `control_frame_window` that carry no request progress (PING, SETTINGS,
+    PRIORITY, GOAWAY, unknown types, empty DATA, unneeded WINDOW_UPDATE); one more → GOAWAY."""
+    control_frame_window: float = 1.0
+    min_ping_interval: float = 300.0
+    """gRFC A8: a client PING sooner than this after the previous one is a strike (grpc-go's
+    EnforcementPolicy.MinTime and C-core's min_recv_ping_interval_without_data: 5 minutes)."""
+    max_ping_strikes: int = 2
+    """Strikes tolerated; the next one → GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings")."""
+    permit_ping_without_stream: bool = False
+    """gRFC A8 PermitWithoutStream: when False, PINGs with no active stream must be 2 h apart."""
+    max_header_block_size: int | None = None
+    """Encoded bytes of one HEADERS + CONTINUATION block, checked before h2 buffers them;
+    None means max_header_list_size + 1 KiB (HPACK's 32-byte per-field overhead makes an
+    encoded block that large decode to a list over the limit anyway)."""
+
+
+class _LimitCheckedPerStream(h2.settings.Settings):
+    """Local settings whose stream limit h2 does not enforce itself.
+
+    h2 turns a HEADERS frame over SETTINGS_MAX_CONCURRENT_STREAMS into a connection error, tearing
+    down every RPC on the connection. RFC 9113 §5.1.2 lets a server refuse just that stream with
+    REFUSED_STREAM, which tells the client it may retry; the core counts streams and does that.
+    The advertised value (what h2 serialises into SETTINGS) is unchanged.
+    """
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return MAX_STREAM_ID
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+def new_h2_connection(config: CoreConfig) -> h2.connection.H2Connection:
+    """A server-side H2Connection advertising `config`'s limits."""
+    connection = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # Validation moves to greeter.headers (stream errors, not connection errors);
+            # outbound headers are built by us and need no second check.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    connection.local_settings = _LimitCheckedPerStream(
+        client=False,
+        initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
+        },
+    )
+    connection.decoder.max_header_list_size = config.max_header_list_size
+    return connection

@@ -1,0 +1,223 @@
+"""gRPC request validation and response header blocks, as pure functions over HPACK header lists.
+
+Layer: pure (stdlib + greeter.metadata, no I/O). The core calls `parse_request` on every request's
+header list and builds every header block it sends with the functions below. h2's own header
+validation is switched off (see greeter.connection): h2 turns a malformed request into a
+*connection* error, while RFC 9113 §8.1.1 makes it a *stream* error, so the rules live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from grpclib.const import Status
+
+from greeter.core.events import Metadata
+from greeter.wire import compression, metadata
+from greeter.wire.errors import MalformedRequestError, RejectedRequestError
+
+HeaderList = list[tuple[bytes, bytes]]
+
+GRPC_CONTENT_TYPES = frozenset({"application/grpc", "application/grpc+proto"})
+REQUEST_PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path"})
+# RFC 9113 §8.2.2: connection-specific fields make a request malformed.
+CONNECTION_SPECIFIC = frozenset(
+    {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade"}
+)
+
+
+class RequestHead:
+    """What the core needs of a validated request; built by `parse_request`."""
+
+    __slots__ = (
+        "accept_encoding",
+        "authority",
+        "content_type",
+        "encoding",
+        "metadata",
+        "path",
+        "timeout",
+        "user_agent",
+    )
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.authority: str | None = None
+        self.content_type = ""
+        self.timeout: float | None = None
+        self.encoding = compression.IDENTITY
+        self.accept_encoding = ""
+        """The request's grpc-accept-encoding: what the client can decompress ("" when absent)."""
+        self.user_agent: str | None = None
+        self.metadata: Metadata = ()
+
+
+def _split(headers: HeaderList) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Split pseudo-headers from regular fields, enforcing RFC 9113 §8.2 and §8.3 field rules."""
+    pseudo: dict[str, str] = {}
+    regular: list[tuple[str, str]] = []
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        if not name or name != name.lower():
+            raise MalformedRequestError(f"header name {name!r} is empty or not lower-case")
+        if b"\x00" in raw_value or b"\r" in raw_value or b"\n" in raw_value:
+            raise MalformedRequestError(f"header {name!r} carries NUL, CR or LF")
+        if name[0] == ":":
+            if regular:
+                raise MalformedRequestError(f"pseudo-header {name} after a regular header")
+            if name not in REQUEST_PSEUDO_HEADERS or name in pseudo:
+                raise MalformedRequestError(f"unknown or repeated pseudo-header {name}")
+            pseudo[name] = value
+        elif name in CONNECTION_SPECIFIC or (name == "te" and value != "trailers"):
+            raise MalformedRequestError(f"connection-specific header {name}: {value}")
+        else:
+            regular.append((name, value))
+    for required in (":method", ":scheme", ":path"):
+        if not pseudo.get(required):
+            raise MalformedRequestError(f"missing pseudo-header {required}")
+    return pseudo, regular
+
+
+def _apply_field(
+    head: RequestHead, name: str, value: str, custom: list[tuple[str, str | bytes]]
+) -> None:
+    if name == "content-type":
+        head.content_type = value
+    elif name == "grpc-timeout":
+        try:
+            head.timeout = metadata.parse_timeout(value)
+        except ValueError:
+            # PROTOCOL-HTTP2.md leaves this open; grpc-go and C-core answer INTERNAL.
+            raise RejectedRequestError(
+                Status.INTERNAL, f"malformed grpc-timeout: {value!r}"
+            ) from None
+    elif name == "grpc-encoding":
+        head.encoding = value
+    elif name == "grpc-accept-encoding":
+        head.accept_encoding = value
+    elif name == "user-agent":
+        head.user_agent = value
+        custom.append((name, value))
+    elif not metadata.is_reserved_header(name):
+        try:
+            custom.append((name, metadata.decode_metadata_value(name, value)))
+        except ValueError:
+            raise RejectedRequestError(Status.INTERNAL, f"malformed {name} value") from None
+
+
+def parse_request(headers: HeaderList) -> RequestHead:
+    """Validate a request header list; raise Malformed- or RejectedRequestError, else describe it.
+
+    A missing `te` is accepted: PROTOCOL-HTTP2.md requires clients to send it to detect
+    incompatible proxies, but grpc-go and C-core serve requests without it, and refusing them
+    would only break curl-style clients. A `te` with another value is malformed (RFC 9113 §8.2.2).
+    """
+    pseudo, regular = _split(headers)
+    if pseudo[":method"] != "POST":
+        raise RejectedRequestError(Status.UNIMPLEMENTED, "gRPC requires method POST", 405)
+    head = RequestHead()
+    head.path = pseudo[":path"]
+    head.authority = pseudo.get(":authority")
+    custom: list[tuple[str, str | bytes]] = []
+    for name, value in regular:
+        _apply_field(head, name, value, custom)
+    media_type = head.content_type.split(";", 1)[0].strip().lower()
+    if media_type not in GRPC_CONTENT_TYPES:
+        raise RejectedRequestError(
+            Status.INTERNAL, f"invalid gRPC request content-type {head.content_type!r}", 415
+        )
+    if not compression.is_supported(head.encoding):
+        raise RejectedRequestError(
+            Status.UNIMPLEMENTED, f"grpc-encoding {head.encoding!r} is not supported"
+        )
+    head.metadata = tuple(custom)
+    return head
+
+
+# Response compression preference: gzip first (every gRPC implementation reads it), then deflate.
+RESPONSE_ENCODING_PREFERENCE = (compression.GZIP, compression.DEFLATE)
+
+
+def response_encoding(accept_encoding: str) -> str:
+    """The grpc-encoding for a response, chosen once per RPC from the request's accept list.
+
+    compression.md: a server compresses only with an encoding the client listed in
+    grpc-accept-encoding; gzip is preferred, then deflate, else identity (no compression).
+    """
+    accepted = {token.strip().lower() for token in accept_encoding.split(",")}
+    for encoding in RESPONSE_ENCODING_PREFERENCE:
+        if encoding in accepted:
+            return encoding
+    return compression.IDENTITY
+
+
+def encode_metadata(pairs: Iterable[tuple[str, str | bytes]]) -> HeaderList:
+    """Custom metadata to header fields; reserved or invalid keys are refused with ValueError."""
+    fields: HeaderList = []
+    for key, value in pairs:
+        metadata.validate_metadata_key(key)
+        if metadata.is_reserved_header(key):
+            raise ValueError(f"metadata key {key!r} is reserved for the transport")
+        fields.append((key.encode(), metadata.encode_metadata_value(key, value).encode()))
+    return fields
+
+
+def response_headers(
+    custom: Iterable[tuple[str, str | bytes]] = (), encoding: str = compression.IDENTITY
+) -> HeaderList:
+    """Response-Headers (PROTOCOL-HTTP2.md "Responses"): status, content-type, then metadata.
+
+    `grpc-encoding` is sent only when the response compresses (an encoding other than identity).
+    """
+    fields: HeaderList = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    if encoding != compression.IDENTITY:
+        fields.append((b"grpc-encoding", encoding.encode()))
+    fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
+    fields.extend(encode_metadata(custom))
+    return fields
+
+
+def trailers(
+    status: Status,
+    message: str = "",
+    custom: Iterable[tuple[str, str | bytes]] = (),
+    details: bytes | None = None,
+) -> HeaderList:
+    """Trailers: grpc-status, the percent-encoded grpc-message, status details, then metadata."""
+    fields: HeaderList = [(b"grpc-status", str(status.value).encode())]
+    if message:
+        fields.append((b"grpc-message", metadata.encode_grpc_message(message).encode()))
+    if details is not None:
+        encoded = metadata.encode_metadata_value("grpc-status-details-bin", details)
+        fields.append((b"grpc-status-details-bin", encoded.encode()))
+    fields.extend(encode_metadata(custom))
+    return fields
+
+
+def trailers_only(
+    status: Status,
+    message: str = "",
+    custom: Iterable[tuple[str, str | bytes]] = (),
+    details: bytes | None = None,
+) -> HeaderList:
+    """Trailers-Only: one HEADERS frame with END_STREAM carrying the status (PROTOCOL-HTTP2.md)."""
+    return [
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()),
+        *trailers(status, message, custom, details),
+    ]
+
+
+def http_error_headers(http_status: int, status: Status, message: str) -> HeaderList:
+    """Headers for a request refused at the HTTP layer (405, 415), sent with a short text body.
+
+    The grpc-status stays so that a gRPC client can report the precise reason; the text body
+    tells a human with curl what went wrong.
+    """
+    return [
+        (b":status", str(http_status).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        *trailers(status, message),
+    ]

@@ -1,0 +1,134 @@
+"""Per-RPC state of the sans-IO core and the rules applied to each chunk of a request.
+
+Layer: pure (no I/O, no h2). The core (greeter.connection) keeps one StreamState per RPC: its
+message reassembly, decompression and flow-control credit on the way in, its queued bytes and
+trailers on the way out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from greeter.core import headers
+from greeter.wire import compression
+from greeter.wire.errors import UnannouncedCompressionError
+from greeter.wire.framing import FramedMessage, MessageDecoder
+
+
+class StreamState:
+    """Per-RPC state the core keeps between events."""
+
+    __slots__ = (
+        "closing",
+        "decoder",
+        "encoding",
+        "headers_sent",
+        "max_message_size",
+        "outbound",
+        "queued",
+        "request_ended",
+        "response_encoding",
+        "sent_encoding",
+        "stream_id",
+        "trailers",
+        "unconsumed",
+    )
+
+    def __init__(
+        self,
+        stream_id: int,
+        encoding: str,
+        max_message_size: int,
+        response_encoding: str = compression.IDENTITY,
+    ) -> None:
+        self.stream_id = stream_id
+        self.encoding = encoding
+        self.response_encoding = response_encoding
+        """What compressed response messages use (chosen from grpc-accept-encoding)."""
+        self.sent_encoding = compression.IDENTITY
+        """The grpc-encoding the response headers announced: identity means no compression."""
+        self.max_message_size = max_message_size
+        self.decoder = MessageDecoder(max_message_size)
+        self.request_ended = False
+        self.headers_sent = False
+        self.closing = False
+        """Trailers are queued: further request data is acknowledged and dropped."""
+        self.outbound: deque[bytes | memoryview] = deque()
+        self.queued = 0
+        """Bytes in `outbound`: what the peer's window must admit before the sender may go on."""
+        self.trailers: headers.HeaderList | None = None
+        self.unconsumed = 0
+        """Flow-controlled bytes of delivered messages the application has not consumed yet."""
+
+    def header_encoding(self, compress: bool) -> str:
+        """The grpc-encoding response headers announce: the response encoding when compressing."""
+        return self.response_encoding if compress else compression.IDENTITY
+
+    def outbound_message(self, payload: bytes, compress: bool) -> tuple[int, bytes]:
+        """(compressed flag, body) of one response message, per the headers already sent.
+
+        Compressed only when asked and the headers announced an encoding: a flag-1 message on a
+        response without grpc-encoding would be a protocol error for the client.
+        """
+        if compress and self.sent_encoding != compression.IDENTITY:
+            return 1, compression.compress(self.sent_encoding, payload)
+        return 0, payload
+
+    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int, bool]]]:
+        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, flow bytes, flag)]).
+
+        The flag is the message's compressed flag as it arrived (the message is decompressed).
+
+        Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
+        the application consumes them, which bounds what a slow handler lets pile up. Padding and
+        bytes of a message still incomplete are returned now: holding them could deadlock a
+        message larger than the window, and the size limit already bounds them. Raises
+        a greeter.wire.errors.MessageError for bad data (its `status` ends the RPC); the state is
+        then unchanged but for the decoder, which is dead.
+        """
+        held_before = self.decoder.buffered
+        framed = self.decoder.feed(data)
+        messages = [
+            (
+                self._decompress(message),
+                5 + len(message.payload) - (held_before if i == 0 else 0),
+                message.compressed,
+            )
+            for i, message in enumerate(framed)
+        ]
+        due = len(data) - self.decoder.buffered if framed else 0
+        self.unconsumed += due
+        return flow_length - due, messages
+
+    def _decompress(self, message: FramedMessage) -> bytes:
+        if not message.compressed:
+            return message.payload
+        if self.encoding == compression.IDENTITY:
+            # PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding is a protocol error.
+            raise UnannouncedCompressionError
+        return compression.decompress(self.encoding, message.payload, self.max_message_size)
+
+
+def take_frame(outbound: deque[bytes | memoryview], room: int) -> bytes | memoryview:
+    """Up to `room` bytes from the front of the send queue, for one DATA frame.
+
+    Small messages queued in one loop turn share a frame (gRPC lets a DATA frame carry several
+    messages, or part of one): one h2 frame per message is most of a streaming RPC's cost.
+    """
+    first = outbound[0]
+    if len(first) >= room:
+        if len(first) == room:
+            return outbound.popleft()
+        outbound[0] = first[room:]
+        return first[:room]
+    parts = [outbound.popleft()]
+    size = len(first)
+    while outbound and size + len(outbound[0]) <= room:
+        piece = outbound.popleft()
+        parts.append(piece)
+        size += len(piece)
+    if outbound and size < room:
+        piece, cut = outbound[0], room - size
+        parts.append(piece[:cut])
+        outbound[0] = piece[cut:]
+    return b"".join(parts)

@@ -1,0 +1,36 @@
+"""Settings of the server and of its connections' time limits: plain frozen dataclasses.
+
+`Timeouts` are the watchdog's limits, `ServerConfig` bundles them with the core's `CoreConfig`
+and the server's own settings. Every field is documented where it is defined;
+docs/security.md explains the defaults and compares them with grpc-go's and C-core's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greeter.core.config import CoreConfig
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Connection time limits in seconds; None disables one."""
+
+    handshake: float | None = 10.0
+    idle: float | None = 600.0
+    keepalive_time: float | None = 7200.0
+    keepalive_timeout: float = 20.0
+    write_stall: float | None = 60.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server settings: the protocol limits of each connection and the shutdown grace period."""
+
+    limits: CoreConfig = field(default_factory=CoreConfig)
+    grace_period: float = 5.0
+    """Seconds in-flight RPCs get to finish after GOAWAY before they are cancelled."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    """Handshake, idle, keepalive and write-stall limits of each connection (see watchdog.py)."""
+    max_connections: int | None = 1000
+    """Connections beyond this get GOAWAY and are closed at once (C-core and grpc-go: no cap)."""

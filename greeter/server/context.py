@@ -1,0 +1,58 @@
+"""The current RPC for betterproto handlers, whose `async def method(self, request)` has no stream.
+
+Layer: asyncio adapter (a contextvar, nothing else). The connection driver binds the
+handler-facing `ServerStream` around each handler call (`rpc_scope`); inside the handler, and in
+anything it awaits or iterates in the same task, `current_rpc()` returns it::
+
+    from greeter.server.context import current_rpc
+
+    class Echo(EchoBase):
+        async def say(self, message: Request) -> Reply:
+            rpc = current_rpc()
+            await rpc.send_initial_metadata([("x-seen", rpc.metadata.get("x-id", ""))])
+            rpc.set_trailing_metadata([("x-done", "1")])
+            return Reply()
+
+The handler context is the `ServerStream` itself (no wrapper): `metadata`, `deadline`,
+`time_remaining()`, `peer_address`, `peer_certificate`, `last_message_compressed`, `cancelled`,
+`send_initial_metadata`, `set_trailing_metadata`, `set_response_compression(enabled)` (the RPC's
+default) and `set_message_compression(enabled)` (the next response message only).
+
+Rule: handler code only reads the stream's request side (metadata, deadline, peer) and uses its
+metadata and compression calls; it never sends messages or trailers itself, which the generated
+wrapper does.
+Outside a handler (another task, another server) `current_rpc()` raises LookupError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from greeter.server.handler_stream import ServerStream
+
+RpcContext: TypeAlias = "ServerStream[Any, Any]"
+"""What `current_rpc()` returns: the handler-facing ServerStream (for annotations)."""
+
+_CURRENT: ContextVar[RpcContext] = ContextVar("greeter_current_rpc")
+
+
+def current_rpc() -> RpcContext:
+    """The RPC whose handler is running in this task; LookupError outside any handler."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        raise LookupError("current_rpc() called outside a greeter RPC handler") from None
+
+
+@contextmanager
+def rpc_scope(stream: ServerStream[Any, Any]) -> Iterator[None]:
+    """Make `stream` the current RPC for the block (the driver wraps each handler call)."""
+    token = _CURRENT.set(stream)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,181 @@
+"""The asyncio server: listeners (TCP, TLS, Unix socket) and lifecycle, for grpclib-style services.
+
+Layer: asyncio adapter. It binds, accepts (each connection gets a greeter.driver.ConnectionDriver
+around its own sans-IO core), and shuts down gracefully. Embedding API: `async with Server(...)`
+or `start()` / `stop(grace)`; port 0 binds a free port, reported by `port`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterable
+from ssl import SSLContext
+from typing import Any, Protocol
+
+from grpclib.const import Handler
+
+from greeter.core.config import CoreConfig
+from greeter.server.config import ServerConfig, Timeouts
+from greeter.server.driver import ConnectionDriver
+from greeter.server.tls import AlpnGate
+from greeter.tap.attach import ObserverFactory
+
+__all__ = ["CoreConfig", "Server", "ServerConfig", "Service", "Timeouts"]
+
+
+class Service(Protocol):
+    """Anything with grpclib's service contract: betterproto2 bases, grpclib's Health, ..."""
+
+    def __mapping__(self) -> dict[str, Handler]: ...
+
+
+class Server:
+    """A gRPC server for grpclib-style services, run inside the caller's asyncio event loop.
+
+    ``async with Server([Greeter()], port=0) as server: print(server.port)``
+
+    With `ssl` (greeter.tls.server_context) every connection is TLS and must negotiate ALPN
+    "h2"; with `uds` the server listens on that Unix socket path instead of host and port.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[Service],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ServerConfig | None = None,
+        tap: ObserverFactory | None = None,
+        ssl: SSLContext | None = None,
+        uds: str | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.mapping: dict[str, Handler] = {}
+        for service in services:
+            self.mapping.update(service.__mapping__())
+        self.host = host
+        self.requested_port = port
+        self.ssl = ssl
+        self.uds = uds
+        """A Unix socket path to listen on instead of host and port."""
+        self.reuse_port = reuse_port
+        """SO_REUSEPORT: several processes listen on one port, the kernel spreads connections."""
+        self.config = config or ServerConfig()
+        self.tap = tap
+        """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
+        self.connections: set[ConnectionDriver] = set()
+        self._connection_ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+
+    # -- ConnectionHost (greeter.server.driver): what each connection's driver uses ---------------
+
+    def next_connection_id(self) -> int:
+        """Connection ids are unique per server, in accept order: trace records carry them."""
+        return next(self._connection_ids)
+
+    def admit(self, connection: ConnectionDriver) -> bool:
+        """Count a new connection; False when `config.max_connections` are already open."""
+        limit = self.config.max_connections
+        if limit is not None and len(self.connections) >= limit:
+            return False
+        self.connections.add(connection)
+        return True
+
+    def release(self, connection: ConnectionDriver) -> None:
+        self.connections.discard(connection)
+
+    @property
+    def service_names(self) -> list[str]:
+        """Fully qualified service names, in registration order."""
+        return list(dict.fromkeys(path.split("/")[1] for path in self.mapping))
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        loop = asyncio.get_running_loop()
+        factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
+        tls: dict[str, Any] = {}
+        if self.ssl is not None:
+            factory = functools.partial(AlpnGate, factory)
+            # The TLS handshake precedes the connection's own handshake timer: same limit.
+            tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
+        if self.uds is not None:
+            _remove_stale_socket(self.uds)
+            self._server = await loop.create_unix_server(factory, self.uds, **tls)
+        else:
+            self._server = await loop.create_server(
+                factory, self.host, self.requested_port, reuse_port=self.reuse_port, **tls
+            )
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful after binding port 0); RuntimeError on a Unix socket."""
+        if self.uds is not None:
+            raise RuntimeError(f"server listens on the Unix socket {self.uds}, not a port")
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def address(self) -> str:
+        """Where clients connect: the Unix socket path, else "HOST:PORT" ("[V6]:PORT")."""
+        if self.uds is not None:
+            return self.uds
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` s, then cancel."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        grace = self.config.grace_period if grace is None else grace
+        connections = list(self.connections)
+        for connection in connections:
+            connection.start_shutdown()
+        pending = [c.closed for c in connections if not c.closed.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for connection in connections:
+                if not connection.closed.done():
+                    connection.abort()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        await server.wait_closed()
+        if self.uds is not None:
+            with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
+                os.unlink(self.uds)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file left by a server that is gone; refuse to take over a live one.
+
+    (asyncio would unlink any socket file at `path`, even one another server still listens on.)
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # not a socket (or nothing there): binding reports the conflict
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: stale
+            return
+    raise OSError(f"{path} is in use: another server listens on it")
