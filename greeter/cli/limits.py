@@ -1,6 +1,6 @@
 """`greeter serve` limits: the command-line options behind ServerConfig, CoreConfig and Timeouts.
 
-Layer: entry point (argparse only). Every option defaults to the library's own default, so the
+argparse only. Every option defaults to the library's own default, so the
 CLI and the embedding API can never disagree; `0` turns a time limit off.
 """
 

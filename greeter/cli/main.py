@@ -2,9 +2,9 @@
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
 `interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases.
 `serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
-runs on uvloop when it is installed and can share its port among processes (greeter.workers).
+runs on uvloop when it is installed and can share its port among processes (greeter.server.workers).
 
-Layer: entry point. Parses arguments, configures logging, wires the server or the client
+Parses arguments, configures logging, wires the server or the client
 together; no protocol logic.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -75,6 +76,9 @@ def _parse_client_target(target: str) -> tuple[str, int] | str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greeter", description="An inspectable gRPC stack.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('greeter')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve greet.Greeter and grpc.health.v1.Health")
@@ -104,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop (default auto: uvloop when installed, else asyncio)",
     )
-    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by greeter.workers
+    # --worker-fd and --worker-index are set by greeter.server.workers for each worker process.
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")

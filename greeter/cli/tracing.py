@@ -1,6 +1,6 @@
 """The ``--trace*`` command-line options and the tap they build, shared by serve, hello and proxy.
 
-Layer: entry point (CLI helpers). Rule: only wiring -- argparse options in, an observer factory
+Only wiring: argparse options in, an observer factory
 (one ``Tap`` per connection, all writing to one ``TraceWriter``) out; no decoding here.
 """
 

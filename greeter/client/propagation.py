@@ -1,6 +1,6 @@
 """Deadline and cancellation propagation for client calls made inside a greeter handler.
 
-Layer: asyncio adapter (grpclib's client Channel plus greeter.context). A call made through a
+grpclib's client Channel plus greeter.server.context. A call made through a
 `PropagatingChannel` from a handler (in the handler's task, where `current_rpc()` works) gets
 the earlier of its own deadline (`timeout=` / `deadline=`) and the handler's deadline, so the
 downstream server sees the time that is really left (`grpc-timeout`). Outside a handler it is

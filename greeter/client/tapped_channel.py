@@ -1,7 +1,7 @@
 """Wire tap for our grpclib-based client: a Channel whose connections show their bytes.
 
-Layer: asyncio adapter around grpclib's client. Rule: the observer only reads bytes; what grpclib
-sends and receives is unchanged (the tap sees the same ``bytes`` objects, before grpclib does).
+The observer only reads bytes; what grpclib sends and receives is unchanged (the tap sees the same
+``bytes`` objects, before grpclib does).
 
 grpclib 0.4.9 seams used: ``Channel._protocol_factory`` (one ``H2Protocol`` per connection),
 ``H2Protocol.connection_made`` (hands the transport to grpclib's ``Connection``, which writes

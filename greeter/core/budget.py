@@ -1,10 +1,10 @@
 """A rate budget: at most `limit` units per `window` seconds, checked in O(1) time and memory.
 
-Layer: pure (stdlib only, no I/O, no clock of its own): the caller passes the time, so tests drive
-it with a fake clock. Rule: a leaky bucket. Each `spend` pours `amount` in; the bucket drains at
-`limit / window` units per second and holds `limit`. A burst of exactly `limit` units passes, one
-more fails, and after a whole idle `window` the bucket is empty again. Unlike a fixed window, it
-cannot be gamed with `2 * limit` units straddling a window boundary.
+No clock of its own: the caller passes the time, so tests drive it with a fake clock. A leaky
+bucket: each `spend` pours `amount` in; the bucket drains at `limit / window` units per second
+and holds `limit`. A burst of exactly `limit` units passes, one more fails, and after a whole
+idle `window` the bucket is empty again. Unlike a fixed window, it cannot be gamed with
+`2 * limit` units straddling a window boundary.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def new_h2_connection(config: CoreConfig) -> h2.connection.H2Connection:
         h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
-            # Validation moves to greeter.headers (stream errors, not connection errors);
+            # Validation moves to greeter.core.headers (stream errors, not connection errors);
             # outbound headers are built by us and need no second check.
             validate_inbound_headers=False,
             normalize_inbound_headers=False,

@@ -1,9 +1,8 @@
 """Per-connection defences against hostile peers: budgets, ping policy and a frame-header scanner.
 
-Layer: pure (stdlib and greeter.budget only; no I/O, no clock of its own: every call takes `now`).
-Rule: each check answers with a `Trip` (what fired, the GOAWAY code and debug data to send) or
-None; the sans-IO core (greeter.connection) turns a Trip into GOAWAY + events. DESIGN.md §6 lists
-the threats; the limits come from `CoreConfig`.
+No clock of its own: every call takes `now`. Each check answers with a `Trip` (what fired, the
+GOAWAY code and debug data to send) or None; the sans-IO core turns a Trip into GOAWAY + events.
+docs/security.md lists the threats; the limits come from `CoreConfig`.
 
 - Stream churn (Rapid Reset CVE-2023-44487, MadeYouReset CVE-2025-8671): streams the peer resets
   before their response completed and streams the core resets or refuses because of the peer's

@@ -1,7 +1,7 @@
 """What the sans-IO core tells its driver: small frozen records, one per thing that happened.
 
-Layer: pure data (stdlib only, no I/O). Named in the past tense; the driver (greeter.server, or a
-test) reacts to them. Every event that concerns an RPC carries the HTTP/2 stream id.
+Named in the past tense; the driver (greeter.server.driver, or a test) reacts to them. Every event
+that concerns an RPC carries the HTTP/2 stream id.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """gRPC request validation and response header blocks, as pure functions over HPACK header lists.
 
-Layer: pure (stdlib + greeter.metadata, no I/O). The core calls `parse_request` on every request's
+The core calls `parse_request` on every request's
 header list and builds every header block it sends with the functions below. h2's own header
-validation is switched off (see greeter.connection): h2 turns a malformed request into a
+validation is switched off (see greeter.core.config): h2 turns a malformed request into a
 *connection* error, while RFC 9113 §8.1.1 makes it a *stream* error, so the rules live here.
 """
 

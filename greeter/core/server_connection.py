@@ -1,11 +1,11 @@
 """The sans-IO gRPC server connection: HTTP/2 bytes in, gRPC events out; commands in, bytes out.
 
-Layer: sans-IO core. No asyncio, no sockets, no threads: the driver feeds received bytes to
-`receive_data`, reacts to the returned events, issues commands (`send_message`, `send_trailers`,
-...) and writes whatever `data_to_send` returns. Deadlines and scheduling belong to the driver
-(greeter.server); every protocol rule belongs here or in the pure modules it calls.
+No asyncio, no sockets, no threads: the driver feeds received bytes to `receive_data`, reacts to the
+returned events, issues commands (`send_message`, `send_trailers`, ...) and writes whatever
+`data_to_send` returns. Deadlines and scheduling belong to the driver (greeter.server.driver); every
+protocol rule belongs here or in the pure modules it calls.
 
-Time is injected: the rate budgets of greeter.defences need "now", so the constructor takes a
+Time is injected: the rate budgets of greeter.core.defences need "now", so the constructor takes a
 `clock` (time.monotonic by default) that is read once per `receive_data` call and never slept on;
 tests pass a fake one. Defences that fire are reported as `DefenceTriggered`, followed by GOAWAY
 and `ConnectionTerminated(local=True)`. `receive_data` never raises: h2's errors become GOAWAY
@@ -76,7 +76,7 @@ class ServerConnection:
         self._clock = clock
         self._now = 0.0
         """The clock as read at the start of the current `receive_data` call."""
-        """The wire tap's entry (DESIGN.md §1): sees every byte in and out; None costs nothing."""
+        """The wire tap's entry: sees every byte in and out; None costs nothing."""
         self._h2 = new_h2_connection(self.config)
         self._defences = Defences(self.config, self._h2.max_inbound_frame_size)
         self._streams: dict[int, StreamState] = {}
@@ -536,7 +536,7 @@ class ServerConnection:
         out.append(RequestRejected(stream_id, f"refused: {reason}"))
         self._count_reset(f"refused: {reason}", out)
 
-    # -- defences (the rules live in greeter.defences) ------------------------------------------
+    # -- defences (the rules live in greeter.core.defences) -------------------------------------
 
     def _count_reset(self, why: str, out: list[Event]) -> None:
         """A stream ended early through the peer's doing: spend the churn budget."""

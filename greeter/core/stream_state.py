@@ -1,6 +1,6 @@
 """Per-RPC state of the sans-IO core and the rules applied to each chunk of a request.
 
-Layer: pure (no I/O, no h2). The core (greeter.connection) keeps one StreamState per RPC: its
+No h2 here. The core (greeter.core.server_connection) keeps one StreamState per RPC: its
 message reassembly, decompression and flow-control credit on the way in, its queued bytes and
 trailers on the way out.
 """

@@ -1,8 +1,8 @@
 """The current RPC for betterproto handlers, whose `async def method(self, request)` has no stream.
 
-Layer: asyncio adapter (a contextvar, nothing else). The connection driver binds the
-handler-facing `ServerStream` around each handler call (`rpc_scope`); inside the handler, and in
-anything it awaits or iterates in the same task, `current_rpc()` returns it::
+A contextvar, nothing else. The connection driver binds the handler-facing `ServerStream` around
+each handler call (`rpc_scope`); inside the handler, and in anything it awaits or iterates in the
+same task, `current_rpc()` returns it::
 
     from greeter.server.context import current_rpc
 

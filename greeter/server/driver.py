@@ -1,6 +1,6 @@
 """The connection driver: one accepted connection's asyncio side around the sans-IO core.
 
-Layer: asyncio adapter. It moves bytes between the transport and `ServerConnection`, routes each
+It moves bytes between the transport and `ServerConnection`, routes each
 RPC through the server's `__mapping__()` table to a handler task, and schedules: deadlines,
 cancellation, back-pressure, one write per loop turn, graceful shutdown, the watchdog's time
 limits. Protocol rules live in the core; this module only decides *when*.
@@ -165,7 +165,7 @@ class ConnectionDriver(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The peer is not reading: senders wait, and so does reading — whatever it sends next
-        # (PINGs, SETTINGS, requests) would only queue more answers (DESIGN.md §6).
+        # (PINGs, SETTINGS, requests) would only queue more answers (docs/security.md).
         self._writable = self._loop.create_future()
         self.transport.pause_reading()
         if self._watchdog is not None:
@@ -317,7 +317,7 @@ class ConnectionDriver(asyncio.Protocol):
 
     async def _run(self, stream: ServerStream[Any, Any]) -> None:
         try:
-            with rpc_scope(stream):  # greeter.context.current_rpc() inside the handler
+            with rpc_scope(stream):  # current_rpc() inside the handler
                 await stream.handler.func(stream)
             if not stream.trailers_sent:
                 self._end(stream, Status.OK, "")
@@ -357,7 +357,7 @@ class ConnectionDriver(asyncio.Protocol):
         self._close_if_drained()
 
     def _send_stalled(self, stream_id: int) -> None:
-        """The peer kept this stream's window closed too long (DESIGN.md §6 send-progress limit)."""
+        """The peer kept this stream's window closed too long (the send-progress limit)."""
         limit = self._server.config.timeouts.write_stall
         log.warning(
             "stream %d from %s: no flow-control window for %s s; resetting it",

@@ -1,6 +1,6 @@
 """The handler-facing stream: what a grpclib-style handler receives as its one argument.
 
-Layer: asyncio adapter. It offers what grpclib's server `Stream` offers handlers (recv_message,
+It offers what grpclib's server `Stream` offers handlers (recv_message,
 send_message, async iteration, send_initial_metadata, send_trailing_metadata, cancel, metadata,
 deadline, peer, user_agent) and turns each call into a command on the sans-IO core through the
 `RpcHost` that owns the connection. Waiting (for messages, for the peer's flow-control window,
@@ -147,7 +147,7 @@ class ServerStream(Generic[RecvT, SendT]):
         while (message := await self.recv_message()) is not None:
             yield message
 
-    # -- the handler context (greeter.context.current_rpc() returns this stream) ------------------
+    # -- the handler context (current_rpc() returns this stream) ---------------------------------
 
     @property
     def peer_address(self) -> tuple[str, int] | None:

@@ -1,7 +1,8 @@
 """The asyncio server: listeners (TCP, TLS, Unix socket) and lifecycle, for grpclib-style services.
 
-Layer: asyncio adapter. It binds, accepts (each connection gets a greeter.driver.ConnectionDriver
-around its own sans-IO core), and shuts down gracefully. Embedding API: `async with Server(...)`
+It binds, accepts (each connection gets a greeter.server.driver.ConnectionDriver around its
+own sans-IO core), and shuts down gracefully. `Server` is the `ConnectionHost` its drivers
+report to. Embedding API: `async with Server(...)`
 or `start()` / `stop(grace)`; port 0 binds a free port, reported by `port`.
 """
 
@@ -40,7 +41,7 @@ class Server:
 
     ``async with Server([Greeter()], port=0) as server: print(server.port)``
 
-    With `ssl` (greeter.tls.server_context) every connection is TLS and must negotiate ALPN
+    With `ssl` (greeter.server.tls.server_context) every connection is TLS and must negotiate ALPN
     "h2"; with `uds` the server listens on that Unix socket path instead of host and port.
     """
 

@@ -1,11 +1,11 @@
 """TLS for gRPC over HTTP/2: the server's and the client's SSLContext, and the ALPN gate.
 
-Layer: adapter helper (stdlib ssl and asyncio only; no protocol logic). Rule: HTTP/2 over TLS is
-negotiated with ALPN "h2" (RFC 9113 §3.2) and gRPC speaks nothing else, so both contexts offer
-only "h2" and the server closes every TLS connection that did not select it (`AlpnGate`). The
-contexts follow RFC 9113 §9.2: TLS 1.2 or later, no TLS compression, no renegotiation, and on
-TLS 1.2 only ephemeral key exchange with AEAD ciphers (§9.2.2). TLS 1.3's suites are all AEAD
-with ephemeral keys, and OpenSSL's defaults for them are kept.
+Stdlib ssl and asyncio only; no protocol logic. HTTP/2 over TLS is negotiated with ALPN "h2" (RFC
+9113 §3.2) and gRPC speaks nothing else, so both contexts offer only "h2" and the server closes
+every TLS connection that did not select it (`AlpnGate`). The contexts follow RFC 9113 §9.2: TLS 1.2
+or later, no TLS compression, no renegotiation, and on TLS 1.2 only ephemeral key exchange with AEAD
+ciphers (§9.2.2). TLS 1.3's suites are all AEAD with ephemeral keys, and OpenSSL's defaults for them
+are kept.
 """
 
 from __future__ import annotations

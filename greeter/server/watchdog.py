@@ -1,10 +1,9 @@
 """Time limits of one connection: handshake, idle, keepalive and write-stall deadlines.
 
-Layer: asyncio adapter. The core has no timers; this module owns them for the driver
-(greeter.server), which reports what happens (bytes read, RPCs starting and ending, the write
-buffer pausing) and is called back with a reason when a limit runs out. Each limit is one lazily
-re-armed `call_at` handle, so the per-RPC and per-read cost is a float store, never a timer
-reschedule.
+The core has no timers; this module owns them for the connection driver, which reports what happens
+(bytes read, RPCs starting and ending, the write buffer pausing) and is called back with a reason
+when a limit runs out. Each limit is one lazily re-armed `call_at` handle, so the per-RPC and
+per-read cost is a float store, never a timer reschedule.
 
 Defaults and why (grpc-go / C-core for comparison):
 - handshake 10 s: the client preface must arrive in time (slowloris). grpc-go waits 120 s

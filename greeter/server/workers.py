@@ -1,7 +1,7 @@
 """How `greeter serve` runs: on which event loop (--loop), and in how many processes (--workers).
 
-Layer: entry point (process supervision and event-loop choice). Rule: no protocol logic and no
-argparse here; greeter.cli hands in the worker command line and gets back an exit status.
+No protocol logic and no argparse here: greeter.cli hands in the worker command line and gets back
+an exit status.
 
 --workers N: the parent binds nothing it serves on. With port 0 it only reserves a free port (a
 bound, never listening SO_REUSEPORT socket, closed once every worker listens). Each worker is

@@ -1,8 +1,8 @@
 """grpc.testing.TestService: the server side of gRPC's interop test cases.
 
-Layer: application. Knows the generated grpc.testing messages and base class (gen.grpc.testing)
-and reaches the RPC's metadata only through greeter.context.current_rpc(), never a transport.
-Behaviour follows gRPC's doc/interop-test-descriptions.md ("Server" section):
+Knows the generated grpc.testing messages and base class (gen.grpc.testing) and reaches the RPC's
+metadata only through greeter.server.context.current_rpc(), never a transport. Behaviour follows
+gRPC's doc/interop-test-descriptions.md ("Server" section):
 
 - `x-grpc-test-echo-initial` request metadata is echoed as initial metadata, and
   `x-grpc-test-echo-trailing-bin` as trailing metadata, on every method;

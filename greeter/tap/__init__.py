@@ -1,7 +1,7 @@
 """The wire tap: raw bytes of both directions of a connection, decoded into records.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server
-(DESIGN.md section 1). The core hands raw bytes to the tap; the tap only reads them.
+The core hands raw bytes to the tap (its `on_bytes` hook); the tap only reads them and never imports
+the core: the two meet only in greeter.wire.
 
 :class:`Tap` (one per connection, the server's ``ConnectionObserver``) emits records of four
 layers (see records.py): frame (:class:`FrameDecoder`, one per direction), message and rpc

@@ -1,8 +1,8 @@
 """Attaching byte observers (the wire tap) to connections: the contract and its safe wrapper.
 
-Layer: adapter glue shared by the server, the proxy and the tapped client (no protocol logic).
-An observer sees a connection's raw bytes in both directions; DESIGN.md §1 hands it to the core
-as a callable. A failing observer stops tracing, never the connection it watches.
+Glue shared by the server, the proxy and the tapped client (no protocol logic). An observer
+sees a connection's raw bytes in both directions; the server hands its `observe` to the core as
+the `on_bytes` callable. A failing observer stops tracing, never the connection it watches.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ log = logging.getLogger("greeter.tap")
 
 
 class ConnectionObserver(Protocol):
-    """Sees a connection's raw bytes (the wire tap): DESIGN.md §1, handed to the core."""
+    """Sees a connection's raw bytes (the wire tap); its `observe` is the core's `on_bytes`."""
 
     def observe(self, direction: Literal["in", "out"], data: bytes) -> None: ...
 

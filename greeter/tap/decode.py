@@ -1,10 +1,9 @@
 """Message layer of the wire tap: a gRPC message's bytes -> a dataclass, wire fields, or an error.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server;
-no function here raises on hostile bytes (errors come back as values).
+No function here raises on hostile bytes (errors come back as values).
 
-Three views, best first (issue 3): the message class of the route and direction
-(:func:`greeter.codec.decode`, strict); else schema-free wire fields like
+Three views, best first: the message class of the route and direction
+(:func:`greeter.wire.codec.decode`, strict); else schema-free wire fields like
 ``protoc --decode_raw``; else only the bytes and why they could not be read.
 
 Schema-free nesting: a LEN value is shown as nested fields when it parses cleanly as protobuf

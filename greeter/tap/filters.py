@@ -1,8 +1,5 @@
 """Record filters: keep tap records by RPC method glob, by layer and by frame type.
 
-Layer: wire observer (output). Rule: pure -- no I/O; never imports greeter.connection or
-greeter.server.
-
 The three criteria combine with AND; an empty criterion accepts everything.
 
 - ``layers``: the record's ``layer`` (``frame``, ``message``, ``rpc``, ``connection``).

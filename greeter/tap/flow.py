@@ -1,7 +1,5 @@
 """Connection layer of the wire tap: HTTP/2 flow-control windows as the wire shows them.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server.
-
 Windows are seen from the tapped endpoint (RFC 9113 section 6.9): the *in* windows are what the
 peer may still send (connection and per stream), the *out* windows what the endpoint may still
 send. Every window starts at 65,535 (section 6.9.2); DATA spends its whole frame length, padding

@@ -1,6 +1,5 @@
 """Frame layer of the wire tap: one direction's raw bytes in, frame records out.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server.
 Only hyperframe's public parser (``Frame.parse_frame_header`` + ``parse_body``) and hpack.
 
 :class:`FrameDecoder` reassembles frames itself from the 9-byte header and its length, across

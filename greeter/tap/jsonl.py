@@ -1,7 +1,6 @@
 """JSON Lines encoding of tap records: one JSON object per record, schema version 1.
 
-Layer: wire observer (output). Rule: pure -- no I/O beyond reading a trace file in
-:func:`read_jsonl`; never imports greeter.connection or greeter.server.
+No I/O beyond reading a trace file in :func:`read_jsonl`.
 
 The schema is documented in docs/trace-format.md. Every object starts with the same keys --
 ``v``, ``layer``, ``type`` (frame layer) or ``event`` (rpc and connection layers), ``direction``

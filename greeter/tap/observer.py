@@ -1,7 +1,6 @@
 """The wire tap of one connection: raw bytes of both directions in, records of four layers out.
 
-Layer: wire observer. Rule: pure -- no I/O, no asyncio; never imports greeter.connection,
-greeter.server or greeter.stream (DESIGN.md section 1). It implements the server's
+It implements the server's
 ``ConnectionObserver`` protocol (``observe(direction, data)``, ``close(reason)``) and never
 raises into the connection it watches: an internal error emits one DecodeErrorRecord (offset
 -1) and silences the tap.

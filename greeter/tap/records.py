@@ -1,8 +1,5 @@
 """Records the wire tap emits: small frozen dataclasses, one per observed event.
 
-Layer: wire observer (records). Rule: pure -- stdlib only, no I/O; never imports
-greeter.connection or greeter.server.
-
 Every record carries ``connection_id``, ``direction`` and ``timestamp`` so that records of all
 layers correlate. ``direction`` is seen from the tapped endpoint: ``"in"`` is what it received,
 ``"out"`` what it sent. ``timestamp`` is the tap clock (``time.monotonic`` by default) read when

@@ -1,6 +1,5 @@
 """Which message classes the tap decodes a stream's payloads with: method path -> types.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server.
 The table is read from grpclib's service contract: every service's ``__mapping__()`` maps a
 ``:path`` to a ``grpclib.const.Handler`` whose ``request_type`` and ``reply_type`` are the
 classes of each direction. Message classes are also indexed by their ``google.protobuf.Any``

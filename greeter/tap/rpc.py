@@ -1,14 +1,12 @@
 """RPC and message layers of the wire tap: one stream's headers and DATA -> rpc/message records.
 
-Layer: wire observer. Rule: pure -- no I/O; never imports greeter.connection or greeter.server.
-
 Which side is which comes from the tap's role: requests travel in the *request direction*
 (``"in"`` when the tapped endpoint is a server), responses the other way. An RPC starts at its
 request headers (:meth:`Calls.start`, called by the tap for a new stream) and ends at the first
 of: response HEADERS carrying ``grpc-status`` or END_STREAM (trailers, or Trailers-Only), or
 RST_STREAM (gRPC doc/PROTOCOL-HTTP2.md). A reset after the end shows only as a frame.
 
-Messages are reassembled per stream and direction with :class:`greeter.framing.MessageDecoder`
+Messages are reassembled per stream and direction with :class:`greeter.wire.framing.MessageDecoder`
 (limit :data:`MAX_MESSAGE_SIZE`), decompressed with the direction's ``grpc-encoding`` (bounded
 by the same limit) and decoded by :func:`greeter.tap.decode.decode_payload`. A broken prefix
 (flag > 1, length above the limit) or a stream that ends inside a message yields one

@@ -1,8 +1,7 @@
 """Where tap records go: a trace writer, an async queue of records, and a fan-out.
 
-Layer: wire observer (output). Rule: no sockets and no threads; asyncio only for
-:class:`RecordQueue`, whose ``put`` must be called on the event loop's thread (the tap calls it
-from the connection's ``data_received``). Never imports greeter.connection or greeter.server.
+No sockets and no threads; asyncio only for :class:`RecordQueue`, whose ``put`` must be called on
+the event loop's thread (the tap calls it from the connection's ``data_received``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Human-readable trace lines for tap records.
 
-Layer: wire observer (output). Rule: pure -- no I/O; never imports greeter.connection or
-greeter.server.
-
 One head line per record, then indented detail lines (headers, message fields, metadata)::
 
     +0.000000 c1 s1 <- frame HEADERS END_HEADERS len=40

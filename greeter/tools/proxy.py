@@ -1,7 +1,7 @@
 """An inspecting h2c reverse proxy: a TCP relay with a wire tap on each connection.
 
-Layer: asyncio tool above the tap. Rule: bytes are copied unchanged in both directions -- never
-parsed, re-framed or re-encoded here; the tap only reads them.
+Bytes are copied unchanged in both directions -- never parsed, re-framed or re-encoded here; the tap
+only reads them.
 
 Because nothing is re-encoded, the byte stream the client sends *is* what the server receives and
 vice versa: the trace of one relayed connection is the trace of both legs. Each connection gets

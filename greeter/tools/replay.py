@@ -1,7 +1,7 @@
 """Replay a recorded JSON Lines trace: re-send each RPC's client messages, compare the replies.
 
-Layer: tool above grpclib's client and the trace format. Rule: messages travel as the recorded
-bytes (a pass-through codec, nothing is re-encoded); decoding is only for the difference report.
+Messages travel as the recorded bytes (a pass-through codec, nothing is re-encoded); decoding is
+only for the difference report.
 
 An RPC of the trace is the message records of one (conn, stream) plus its rpc ``start`` and
 ``end`` records (docs/trace-format.md). The request direction is the one that carried the request

@@ -1,6 +1,6 @@
 """Request/response message codec for handlers: strict decoding, plain encoding.
 
-Layer: pure (no I/O). Message classes are duck-typed: anything with `FromString` and
+Message classes are duck-typed: anything with `FromString` and
 `SerializeToString` (betterproto2 dataclasses, google protobuf messages). google protobuf's parser
 is strict by itself; betterproto2 0.10's is not: it turns a truncated varint into an empty
 message, a group into a string, a varint into an int stored in a `str` field. So before a

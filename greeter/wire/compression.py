@@ -1,7 +1,5 @@
 """Message compression named by grpc-encoding (gRPC doc/compression.md).
 
-Layer: core codec. Rule: pure -- stdlib only, no I/O, no asyncio.
-
 "gzip" is RFC 1952 and "deflate" the zlib format of RFC 1950, which is what grpc C-core and
 grpc-js send; a "deflate" body without a zlib header is read as raw deflate (RFC 1951) because
 some implementations send that. Decompression is bounded by the receive limit: zlib is asked for

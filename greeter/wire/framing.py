@@ -1,14 +1,12 @@
 """gRPC message framing: the Length-Prefixed-Message of gRPC doc/PROTOCOL-HTTP2.md.
 
-Layer: core codec. Rule: pure -- stdlib only, no I/O, no asyncio.
-
     Length-Prefixed-Message -> Compressed-Flag Message-Length Message
     Compressed-Flag         -> 0 / 1   ; 1 byte unsigned integer
     Message-Length          -> {length of Message}   ; 4 byte unsigned integer, big-endian
 
 DATA frames split messages at arbitrary byte boundaries, so :class:`MessageDecoder` reassembles
 them and enforces the receive limit from the prefix alone: a too-large message is refused before
-a single byte of its body is buffered (DESIGN.md section 5, as grpc-go does).
+a single byte of its body is buffered (as grpc-go does).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """gRPC header values: grpc-timeout, grpc-message and custom metadata.
 
-Layer: core codec. Rule: pure -- stdlib only, no I/O, no asyncio.
-
 Grammar from gRPC doc/PROTOCOL-HTTP2.md ("Requests", "Responses"); HTTP/2 field rules from
 RFC 9113 section 8.2. Keys are compared as given: HTTP/2 field names are lower-case (RFC 9113
 section 8.2.1, enforced by h2 on receipt) and :func:`validate_metadata_key` enforces it on send.

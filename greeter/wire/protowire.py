@@ -1,9 +1,7 @@
 """Protobuf wire format, schema-free (https://protobuf.dev/programming-guides/encoding/).
 
-Layer: core codec. Rule: pure -- stdlib only, no I/O, no asyncio.
-
 betterproto2 0.10 parses some corrupt input (the truncated varint ``ff ff ff ff``) into an empty
-message, while the server must answer INTERNAL for undecodable bytes (DESIGN.md section 5), so
+message, while the server must answer INTERNAL for undecodable bytes (doc/statuscodes.md), so
 :func:`check_wire_format` walks the top-level records before decoding. :func:`iter_fields`
 yields the same records for a ``protoc --decode_raw`` style view.
 

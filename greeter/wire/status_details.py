@@ -1,6 +1,6 @@
 """grpc-status-details-bin: a google.rpc.Status message carrying a handler's error details.
 
-Layer: pure (stdlib only). grpclib's own codec for this needs googleapis-common-protos; the
+grpclib's own codec for this needs googleapis-common-protos; the
 message is three fields, so it is encoded here by hand. google/rpc/status.proto: code = 1 int32,
 message = 2 string, details = 3 repeated google.protobuf.Any {type_url = 1, value = 2}.
 """
