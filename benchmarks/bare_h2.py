@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/bare_h2.py --port PORT
 
-The pure-Python ceiling of ../shared/DESIGN.md §3: an asyncio.Protocol around one
+The pure-Python ceiling (docs/performance.md): an asyncio.Protocol around one
 h2.connection.H2Connection per connection, the same betterproto2 codec as every other server in
 benchmarks/run.py, and nothing else: no tasks, no deadlines, no metadata, no compression, no
 limits beyond h2's own, minimal header checks (the :path picks the method, anything else is

@@ -1,6 +1,6 @@
 """greeter side by side with grpclib, grpc.aio and a bare h2 loop: one command, one table.
 
-Usage: .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/results.md]
+Usage: .venv/bin/python benchmarks/run.py [--quick] [--doc docs/performance.md | --out FILE]
 
 Starts each server in turn as a subprocess on loopback (greeter; greeter on uvloop when uvloop
 is importable; `greeter serve --workers 2` when the CLI has --workers; grpclib and grpc.aio
@@ -14,8 +14,13 @@ memory: RSS growth of the server's processes per connection for 1,000 open HTTP/
 
 Rounds are interleaved (round 1 runs every server, then round 2, ...) and each figure keeps its
 best round: on a shared, noisy machine interference only ever makes a run slower, so the best of
-several runs is the least noisy estimate of what the server can do. Prints the tables and saves
-them as Markdown. A script, not a test; see README "Performance".
+several runs is the least noisy estimate of what the server can do.
+
+Prints the report (environment, figures, ratios, targets) and writes it into docs/performance.md,
+between the marker comments BEGIN and END below, leaving the page's hand-written prose alone: this
+script is the only producer of that table. A quick run (development numbers) writes no page unless
+--doc names one; --out writes the report to a standalone Markdown file instead of a page. A
+script, not a test; docs/performance.md explains what it measures.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ sys.path.insert(0, str(ROOT))
 from gen.greet import HelloReply, HelloRequest  # noqa: E402 (the repository root first)
 
 PYTHON = sys.executable
+DOC = ROOT / "docs" / "performance.md"
+BEGIN = "<!-- benchmark:begin -->"
+END = "<!-- benchmark:end -->"
+"""The lines around the generated section of a page; everything between them is replaced."""
 TIMES = "\N{MULTIPLICATION SIGN}"
 IDLE_CONNECTIONS = 1000
 STREAM_MESSAGES = 100
@@ -616,13 +625,13 @@ TARGETS = [
     (f"unary c4 m16 ≥ 0.9{TIMES} bare h2", "unary_4", "bare h2", 0.9, True),
     ("idle memory per connection ≤ grpc.aio's", "memory", "grpc.aio", 1.0, False),
 ]
-"""Issue 5's targets: (label, figure, other server, ratio bound, greeter must be at least)."""
+"""The performance targets: (label, figure, other server, ratio bound, greeter must be at least)."""
 
 
 def report(found: list[Contender], cols: list[Column], args: argparse.Namespace) -> str:
-    """The Markdown report: environment, figures, ratios, targets, failures."""
+    """The Markdown report: environment, figures, ratios, targets, failures (no heading)."""
     by_name = {c.name: c for c in found}
-    lines = ["## Benchmark results", "", *environment(args), ""]
+    lines = [*environment(args), ""]
     rows = [
         [c.name] + [col.fmt(c.best[col.key]) if col.key in c.best else "—" for col in cols]
         for c in found
@@ -662,7 +671,7 @@ def report(found: list[Contender], cols: list[Column], args: argparse.Namespace)
             met = value >= bound if at_least else value <= bound
             target_rows.append([label, f"{value:.2f}{TIMES}", "yes" if met else "**no**"])
         if target_rows:
-            lines += ["", "Issue 5 targets (greeter, this run):", ""]
+            lines += ["", "Targets (greeter, this run):", ""]
             lines += table(["target", "greeter / other", "met"], target_rows)
     failures = [f"- {c.name}: {error}" for c in found for error in c.errors]
     if failures:
@@ -670,10 +679,34 @@ def report(found: list[Contender], cols: list[Column], args: argparse.Namespace)
     return "\n".join(lines) + "\n"
 
 
+def replace_section(page: str, text: str) -> str:
+    """`page` with the lines between its BEGIN and END markers replaced by `text`."""
+    start, end = page.find(BEGIN), page.find(END)
+    if start < 0 or end < start or page.count(BEGIN) != 1 or page.count(END) != 1:
+        raise ValueError(f"expected one {BEGIN} line followed by one {END} line")
+    return page[: start + len(BEGIN)] + "\n\n" + text.strip("\n") + "\n\n" + page[end:]
+
+
+def target_page(args: argparse.Namespace) -> Path | None:
+    """The page whose marked section gets the report: --doc, else docs/performance.md for a
+    full run that writes no --out file; None for a quick run (its numbers stay out of the docs)."""
+    if args.doc is not None:
+        return Path(args.doc)
+    if args.quick or args.out is not None:
+        return None
+    return DOC
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round (development)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="Markdown file")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        help="page whose marked section gets the report "
+        "(default: docs/performance.md, for a full run without --out)",
+    )
+    parser.add_argument("--out", type=Path, help="write the report to this standalone file")
     parser.add_argument("--rounds", type=int, help="rounds per figure (default 3; quick: 1)")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 3.5; quick: 0.5)")
     parser.add_argument("--servers", help="comma-separated subset, e.g. 'greeter,grpc.aio'")
@@ -683,6 +716,13 @@ def main() -> int:
     if not shutil.which("h2load"):
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
         return 1
+    page = target_page(args)
+    if page is not None:
+        try:  # before minutes of measuring: the page must have its markers
+            replace_section(page.read_text(), "")
+        except (OSError, ValueError) as exc:
+            print(f"{page}: {exc}", file=sys.stderr)
+            return 1
     raise_fd_limit(IDLE_CONNECTIONS + 1024)
     # SIGTERM unwinds like Ctrl-C, so the finally clauses stop the running server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -711,8 +751,13 @@ def main() -> int:
     text = report(found, cols, args)
     log(f"--- {time.monotonic() - started:.0f} s")
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("# Benchmark results\n\n" + text)
+        log(f"wrote {args.out}")
+    if page is not None:
+        page.write_text(replace_section(page.read_text(), text))
+        log(f"updated {page} between {BEGIN} and {END}")
     return 1 if any(c.errors for c in found) else 0
 
 

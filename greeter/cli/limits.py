@@ -28,7 +28,7 @@ _TIME_LIMITS = (
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """Protocol limits, time limits, the connection cap and the shutdown grace period."""
     limits, timeouts, server = CoreConfig(), Timeouts(), ServerConfig()
-    group = parser.add_argument_group("limits", "Defaults are the library's (see README).")
+    group = parser.add_argument_group("limits", "Defaults are the library's (docs/security.md).")
     for flag, name, kind, metavar, help_text in _CORE_OPTIONS:
         group.add_argument(
             flag, type=kind, default=getattr(limits, name), metavar=metavar, help=help_text

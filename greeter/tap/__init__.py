@@ -5,7 +5,7 @@ the core: the two meet only in greeter.wire.
 
 :class:`Tap` (one per connection, the server's ``ConnectionObserver``) emits records of four
 layers (see records.py): frame (:class:`FrameDecoder`, one per direction), message and rpc
-(tap/rpc.py, decoded with :class:`MessageTypes`), connection (tap/flow.py and tap.py).
+(tap/rpc.py, decoded with :class:`MessageTypes`), connection (tap/flow.py and observer.py).
 """
 
 from __future__ import annotations
