@@ -6,7 +6,7 @@
 // Serves greet.Greeter on 127.0.0.1:PORT (plaintext) and prints `listening on 127.0.0.1:<port>`
 // on stdout once bound. SIGTERM / SIGINT: graceful shutdown (forced after 2 s), exit 0.
 //
-// Behaviour (the same as greeter's service and tests/peers.py's grpcio server):
+// Behaviour (the same as greeter's service and tests/support/peers.py's grpcio server):
 //   SayHello        -> "Hello " + name
 //   LotsOfReplies   -> `count` replies, the i-th (from 1) "Hello NAME #i"; count 0: none, OK
 //   LotsOfGreetings -> one reply "Hello " + names joined with ", " in arrival order

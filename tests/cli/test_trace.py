@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from greeter.tap.jsonl import read_jsonl
-from tests.peers import REPO_ROOT, ServerProcess, spawn_greeter_server, stopped_after
+from tests.support.peers import REPO_ROOT, ServerProcess, spawn_greeter_server, stopped_after
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.interop.probe import AsSayHello, Probe, in_process_server
-from tests.peers import assert_one_line_failure, grpc_js_server, grpcio_server, run_greeter
+from tests.support.inprocess import AsSayHello, Probe, in_process_server
+from tests.support.peers import assert_one_line_failure, grpc_js_server, grpcio_server, run_greeter
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,7 +1,7 @@
-"""Deadline and cancellation propagation (issue 6 item 3) between two in-process greeter servers.
+"""Deadline and cancellation propagation (greeter.client.propagation) across two servers.
 
-The client calls the front server's SayHello; its handler calls the back server's SayHello
-through greeter.propagation.PropagatingChannel (or a plain / opted-out channel); the back
+Both servers run in-process. The client calls the front server's SayHello; its handler calls the
+back server's SayHello through PropagatingChannel (or a plain / opted-out channel); the back
 handler records the deadline it was given and waits until released or cancelled.
 """
 

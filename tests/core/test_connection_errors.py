@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN.md §5 at the core level, answered with the exact frames listed there.
+"""Bad input at the core level, each answered with exact frames.
 
 Request-level rejections (HTTP 405/415, Trailers-Only statuses, RST_STREAM(PROTOCOL_ERROR)) end
 one stream and leave the connection serving; connection-level garbage (HTTP/1.1, a bad preface)
@@ -24,14 +24,8 @@ from greeter.core.events import (
 from greeter.core.server_connection import ServerConnection
 from greeter.wire.errors import StreamGoneError
 from greeter.wire.framing import encode_message
-from tests.core.peer import (
-    PREFACE,
-    RESPONSE_HEADERS,
-    FrameReader,
-    Pair,
-    RawClient,
-    request_headers,
-)
+from tests.support.core_pair import RESPONSE_HEADERS, Pair, RawPair
+from tests.support.h2peer import PREFACE, FrameReader, request_headers
 
 
 def trailers_only(status: Status, message: str) -> tuple[object, ...]:
@@ -135,7 +129,7 @@ def test_te_other_than_trailers_is_a_stream_protocol_error() -> None:
 
 
 def test_te_missing_is_accepted() -> None:
-    # Decision (greeter.headers.parse_request): like grpc-go and C-core, serve it.
+    # Decision (greeter.core.headers.parse_request): like grpc-go and C-core, serve it.
     pair = Pair()
     sid = pair.open(te=None)
     assert [type(e) for e in pair.take()] == [RequestReceived]
@@ -248,8 +242,8 @@ GOOD = request_headers()
 @pytest.mark.parametrize(
     "headers",
     [
-        pytest.param([h for h in GOOD if h[0] != b":path"], id="missing-path"),
-        pytest.param([h for h in GOOD if h[0] != b":method"], id="missing-method"),
+        pytest.param([h for h in GOOD if h[0] != ":path"], id="missing-path"),
+        pytest.param([h for h in GOOD if h[0] != ":method"], id="missing-method"),
         pytest.param([*GOOD, (b":path", b"/x")], id="pseudo-after-regular"),
         pytest.param([(b":path", b"/x"), *GOOD], id="repeated-pseudo"),
         pytest.param([(b":status", b"200"), *GOOD], id="response-pseudo"),
@@ -262,7 +256,7 @@ GOOD = request_headers()
 def test_malformed_request_is_rst_protocol_error_and_connection_lives(
     headers: list[tuple[bytes, bytes]],
 ) -> None:
-    client = RawClient()
+    client = RawPair()
     events = client.headers(1, headers, end=True)
     assert len(events) == 1
     assert isinstance(events[0], RequestRejected)
@@ -278,7 +272,7 @@ def test_malformed_request_is_rst_protocol_error_and_connection_lives(
 
 
 def test_raw_data_frame_with_padding_reaches_the_application() -> None:
-    client = RawClient()
+    client = RawPair()
     client.headers(1, GOOD)
     frame = DataFrame(1, encode_message(b"padded"), pad_length=40)
     frame.flags.add("PADDED")

@@ -19,7 +19,7 @@ from h2.settings import SettingCodes
 from greeter.core.config import CoreConfig
 from greeter.core.events import MessageReceived, RequestEnded, SendUnblocked, StreamReset
 from greeter.wire.framing import encode_message
-from tests.core.peer import RESPONSE_HEADERS, FlowControlStall, Pair
+from tests.support.core_pair import RESPONSE_HEADERS, FlowControlStall, Pair
 
 SMALL = CoreConfig(initial_window_size=65_535, connection_window_size=65_535)
 PAYLOAD = bytes(range(250)) * 40  # 10,000 bytes: one DATA frame (max 16,384) per message

@@ -23,7 +23,8 @@ from greeter.core.config import CoreConfig
 from greeter.core.events import Event, MessageReceived, RequestEnded, RequestReceived, RpcAborted
 from greeter.core.server_connection import ServerConnection
 from greeter.wire.framing import encode_message
-from tests.core.peer import BIDI_HELLO, RESPONSE_HEADERS, Pair
+from tests.support.core_pair import RESPONSE_HEADERS, Pair
+from tests.support.h2peer import BIDI_HELLO
 
 MESSAGES = [b"first", b"", bytes(range(200)), b"x" * 70, b"last"]
 

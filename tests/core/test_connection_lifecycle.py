@@ -24,7 +24,7 @@ from greeter.core.events import (
 )
 from greeter.core.server_connection import MAX_STREAM_ID, SHUTDOWN_PING
 from greeter.wire.errors import StreamGoneError
-from tests.core.peer import Pair
+from tests.support.core_pair import Pair
 
 
 def answer(pair: Pair, sid: int, reply: bytes = b"done") -> None:

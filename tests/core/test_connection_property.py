@@ -33,7 +33,7 @@ from greeter.core.events import (
 )
 from greeter.wire.errors import StreamGoneError
 from greeter.wire.framing import encode_message
-from tests.core.peer import Pair
+from tests.support.core_pair import Pair
 
 TERMINAL = (RpcAborted, StreamReset, RequestRejected)
 

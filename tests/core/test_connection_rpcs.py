@@ -23,14 +23,8 @@ from greeter.core.events import (
 )
 from greeter.wire.errors import StreamGoneError
 from greeter.wire.framing import encode_message
-from tests.core.peer import (
-    BIDI_HELLO,
-    LOTS_OF_GREETINGS,
-    LOTS_OF_REPLIES,
-    RESPONSE_HEADERS,
-    SAY_HELLO,
-    Pair,
-)
+from tests.support.core_pair import RESPONSE_HEADERS, Pair
+from tests.support.h2peer import BIDI_HELLO, LOTS_OF_GREETINGS, LOTS_OF_REPLIES, SAY_HELLO
 
 OK_TRAILERS = ("HEADERS", [("grpc-status", "0")], True)
 

@@ -1,4 +1,4 @@
-"""The core's defences against hostile peers (issue 4 item 1, DESIGN.md §6), bytes in, bytes out.
+"""The core's defences against hostile peers (docs/security.md), bytes in, bytes out.
 
 Every defence runs against a fake clock: a budget exactly at its limit passes, one more fires, and
 a new window starts afresh. A firing defence is a `DefenceTriggered` event, then GOAWAY (parsed
@@ -42,7 +42,8 @@ from greeter.core.events import (
 )
 from greeter.core.server_connection import KEEPALIVE_PING
 from greeter.wire.framing import encode_message
-from tests.core.peer import Pair, RawClient, request_headers
+from tests.support.core_pair import Pair, RawPair
+from tests.support.h2peer import request_headers
 
 CALM = ErrorCodes.ENHANCE_YOUR_CALM
 
@@ -74,7 +75,7 @@ def assert_fired(events: list[Event], name: str, code: int = CALM) -> None:
     assert events[-1].error_code == code
 
 
-def last_goaway(pair: Pair | RawClient) -> GoAwayFrame:
+def last_goaway(pair: Pair | RawPair) -> GoAwayFrame:
     frames = goaways([w.frame for w in pair.frames])
     assert frames, "no GOAWAY sent"
     return frames[-1]
@@ -189,7 +190,7 @@ def test_resets_after_a_complete_response_are_not_counted() -> None:
 def test_malformed_requests_count_against_the_reset_budget() -> None:
     # MadeYouReset: the peer makes the server reset streams (RST_STREAM(PROTOCOL_ERROR)).
     clock = FakeClock()
-    client = RawClient(CoreConfig(reset_budget=3), clock=clock)
+    client = RawPair(CoreConfig(reset_budget=3), clock=clock)
     bad = [*request_headers(), (b"connection", b"close")]
     events: list[Event] = []
     for sid in (1, 3, 5):
@@ -247,7 +248,7 @@ NO_PING_POLICY = {"min_ping_interval": 0.0, "permit_ping_without_stream": True}
 def test_control_frame_flood_at_the_budget_passes_one_more_fires(kind: str) -> None:
     clock = FakeClock()
     # The handshake's SETTINGS frame was the first control frame of this window.
-    client = RawClient(CoreConfig(control_frame_budget=10, **NO_PING_POLICY), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=10, **NO_PING_POLICY), clock=clock)
     assert defences(client.send(FLOODS[kind] * 9)) == []
     assert not client.core.closed
     events = client.send(FLOODS[kind])
@@ -259,7 +260,7 @@ def test_control_frame_flood_at_the_budget_passes_one_more_fires(kind: str) -> N
 
 def test_ping_flood_without_policy_is_caught_by_the_control_budget() -> None:
     clock = FakeClock()
-    client = RawClient(CoreConfig(control_frame_budget=10, **NO_PING_POLICY), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=10, **NO_PING_POLICY), clock=clock)
     events = client.send(PingFrame(0, b"12345678").serialize() * 100)
     assert_fired(events, "control_frames")
     # The flood never reached h2: no PING ACK was queued for it.
@@ -268,7 +269,7 @@ def test_ping_flood_without_policy_is_caught_by_the_control_budget() -> None:
 
 def test_empty_data_flood_fires() -> None:
     clock = FakeClock()
-    client = RawClient(CoreConfig(control_frame_budget=10), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=10), clock=clock)
     client.headers(1, request_headers())
     assert defences(client.send(DataFrame(1, b"").serialize() * 9)) == []
     assert_fired(client.send(DataFrame(1, b"").serialize()), "control_frames")
@@ -276,7 +277,7 @@ def test_empty_data_flood_fires() -> None:
 
 def test_padding_only_data_flood_fires() -> None:
     clock = FakeClock()
-    client = RawClient(CoreConfig(control_frame_budget=10), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=10), clock=clock)
     client.headers(1, request_headers())
     padded = DataFrame(1, b"", pad_length=3, flags=["PADDED"]).serialize()
     assert defences(client.send(padded * 9)) == []
@@ -285,7 +286,7 @@ def test_padding_only_data_flood_fires() -> None:
 
 def test_control_frame_budget_starts_afresh_in_a_new_window() -> None:
     clock = FakeClock()
-    client = RawClient(CoreConfig(control_frame_budget=10), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=10), clock=clock)
     clock.now += 1.0
     assert defences(client.send(FLOODS["SETTINGS"] * 10)) == []
     clock.now += 1.0
@@ -295,7 +296,7 @@ def test_control_frame_budget_starts_afresh_in_a_new_window() -> None:
 
 def test_end_of_request_data_frames_are_not_control_frames() -> None:
     clock = FakeClock()
-    client = RawClient(CoreConfig(control_frame_budget=2), clock=clock)
+    client = RawPair(CoreConfig(control_frame_budget=2), clock=clock)
     for sid in range(1, 40, 2):
         client.headers(sid, request_headers())
         client.data(sid, b"", end=True)  # an empty END_STREAM DATA ends the request: progress
@@ -432,7 +433,7 @@ def test_keepalive_ping_and_its_ack() -> None:
 
 
 def test_a_foreign_ping_ack_is_not_a_keepalive_ack() -> None:
-    client = RawClient()
+    client = RawPair()
     events = client.send(PingFrame(0, b"notours!", flags=["ACK"]).serialize())
     assert events == []
 
@@ -463,7 +464,7 @@ def continuation(sid: int, block: bytes, *, end_headers: bool = False) -> bytes:
     return frame.serialize()
 
 
-def buffered_header_bytes(client: RawClient) -> int:
+def buffered_header_bytes(client: RawPair) -> int:
     """What h2 holds of an unfinished header block (frames buffered plus unparsed input)."""
     incoming = client.core._h2.incoming_buffer
     return sum(len(f.data) for f in incoming._headers_buffer) + len(incoming._data)
@@ -472,7 +473,7 @@ def buffered_header_bytes(client: RawClient) -> int:
 def test_continuation_flood_of_empty_frames_is_cut_at_h2s_limit_of_64_frames() -> None:
     # h2 4.4 allows 64 frames per header block (HEADERS included), then PROTOCOL_ERROR; the
     # core's scan applies the same limit first, so the defence is named without h2's text.
-    client = RawClient()
+    client = RawPair()
     block = client.encoder.encode(request_headers())
     events = client.send(headers_frame(1, block[:5], end_headers=False))
     sent = 0
@@ -487,7 +488,7 @@ def test_continuation_flood_of_empty_frames_is_cut_at_h2s_limit_of_64_frames() -
 def test_continuation_flood_with_payload_is_cut_at_the_block_byte_cap() -> None:
     # 64 frames of 16 KiB would let h2 buffer 1 MiB; the core's scan stops the block at
     # max_header_list_size + 1 KiB before h2 buffers it.
-    client = RawClient()
+    client = RawPair()
     cap = CoreConfig().max_header_list_size + 1024
     events = client.send(headers_frame(1, b"\x00" * 1000, end_headers=False))
     high_water = sent = 0
@@ -503,7 +504,7 @@ def test_continuation_flood_with_payload_is_cut_at_the_block_byte_cap() -> None:
 
 
 def test_one_read_holding_a_whole_continuation_flood_is_refused_before_h2_sees_it() -> None:
-    client = RawClient()
+    client = RawPair()
     flood = headers_frame(1, b"\x00" * 16384, end_headers=False)
     flood += b"".join(continuation(1, b"\x00" * 16384) for _ in range(62))
     flood += continuation(1, b"\x00" * 16384, end_headers=True)
@@ -514,7 +515,7 @@ def test_one_read_holding_a_whole_continuation_flood_is_refused_before_h2_sees_i
 def test_hpack_bomb_is_cut_by_the_decoded_list_limit() -> None:
     # A 4,000-byte literal added to the dynamic table, then referenced 1,000 times: 5 KB on the
     # wire, 4 MB decoded. Measured: h2's decoder stops at max_header_list_size (DenialOfService).
-    client = RawClient()
+    client = RawPair()
     encoder = hpack.Encoder()
     block = bytearray(encoder.encode(request_headers()))
     block += b"\x40" + encoder.encode([(b"x-b", b"a" * 4000)], huffman=False)[1:]
@@ -540,7 +541,7 @@ def test_hpack_bomb_request_header_block_is_within_the_block_cap() -> None:
 def test_corrupt_hpack_ends_the_connection_without_an_exception() -> None:
     # Measured: h2 4.4 answers an undecodable block with PROTOCOL_ERROR (RFC 9113 §4.3 asks for
     # COMPRESSION_ERROR); either way the HPACK state is lost and the connection must end.
-    client = RawClient()
+    client = RawPair()
     events = client.send(headers_frame(1, b"\xff\xff\xff\xff\x0f", end_headers=True))
     assert isinstance(events[-1], ConnectionTerminated)
     assert events[-1].error_code == ErrorCodes.PROTOCOL_ERROR
@@ -548,7 +549,7 @@ def test_corrupt_hpack_ends_the_connection_without_an_exception() -> None:
 
 
 def test_legitimate_large_headers_in_continuations_are_served() -> None:
-    client = RawClient()
+    client = RawPair()
     block = client.encoder.encode([*request_headers(), (b"x-big", b"v" * 15000)], huffman=False)
     data = headers_frame(1, block[:6000], end_headers=False)
     data += continuation(1, block[6000:12000]) + continuation(1, block[12000:], end_headers=True)
@@ -564,7 +565,7 @@ def test_a_bug_in_the_core_becomes_goaway_internal_error(monkeypatch: pytest.Mon
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("boom")
 
-    client = RawClient()
+    client = RawPair()
     monkeypatch.setattr(headers, "parse_request", broken)
     events = client.headers(1, request_headers())
     assert len(events) == 1
@@ -580,13 +581,13 @@ def test_a_broken_clock_is_an_internal_error_not_an_exception() -> None:
     def clock() -> float:
         raise OSError("clock gone")
 
-    client = RawClient(handshake=False, clock=clock)
+    client = RawPair(handshake=False, clock=clock)
     [event] = client.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert isinstance(event, ConnectionTerminated)
     assert event.error_code == ErrorCodes.INTERNAL_ERROR
 
 
 def test_rst_stream_on_an_unknown_stream_does_not_raise() -> None:
-    client = RawClient()
+    client = RawPair()
     events = client.send(RstStreamFrame(9, error_code=8).serialize())
     assert isinstance(events[-1], ConnectionTerminated)

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the sans-IO core (issue 4 item 5): hostile bytes never break it.
+"""Property-based fuzzing of the sans-IO core: hostile bytes never break it.
 
 Two generators feed `ServerConnection.receive_data` in random chunks: random frame sequences (every
 frame type, random flags, stream ids, lengths and payloads, header blocks from a real HPACK
@@ -39,7 +39,8 @@ from greeter.core.events import (
 from greeter.core.server_connection import ServerConnection
 from greeter.wire.errors import StreamGoneError
 from greeter.wire.framing import encode_message
-from tests.core.peer import PREFACE, Pair, request_headers
+from tests.support.core_pair import Pair
+from tests.support.h2peer import PREFACE, request_headers
 
 FUZZ = settings(
     max_examples=300,

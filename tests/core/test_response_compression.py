@@ -1,9 +1,9 @@
 """Per-message response compression in the sans-IO core, bytes in and bytes out.
 
-Layer: core unit test (tests/core/peer.py Pair: the core and a real h2 client in memory).
-compression.md: the server picks one grpc-encoding per RPC from the request's
-grpc-accept-encoding (gzip, then deflate; identity when the client accepts neither), names it in
-the response headers only when the RPC compresses, and sets flag 1 on each compressed message.
+The core and a real h2 client in memory (tests.support.core_pair.Pair). gRPC doc/compression.md:
+the server picks one grpc-encoding per RPC from the request's grpc-accept-encoding (gzip, then
+deflate; identity when the client accepts neither), names it in the response headers only when
+the RPC compresses, and sets flag 1 on each compressed message.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from grpclib.const import Status
 from greeter.core.events import MessageReceived, RequestReceived
 from greeter.core.headers import response_encoding
 from greeter.wire.framing import FramedMessage, MessageDecoder, encode_message
-from tests.core.peer import Pair
+from tests.support.core_pair import Pair
 
 PAYLOAD = b"hello compression " * 50
 

@@ -11,8 +11,8 @@ from grpclib.health.service import Health
 from gen.greet import GreeterStub
 from greeter.server import Server, ServerConfig
 from greeter.services.greeter import Greeter
-from tests.server.rawclient import RawClient
-from tests.server.services import Probe
+from tests.support.probe import Probe
+from tests.support.rawclient import RawClient
 
 
 @pytest_asyncio.fixture

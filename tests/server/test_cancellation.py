@@ -10,8 +10,9 @@ from grpclib.const import Cardinality, Status
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.server import Server
-from tests.server.rawclient import CANCEL, RawClient
-from tests.server.services import Probe, path
+from tests.support.h2peer import CANCEL
+from tests.support.probe import Probe, path
+from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 

@@ -1,4 +1,8 @@
-"""Handler failures and every bad input of DESIGN.md §5, seen on the wire by the raw client."""
+"""Handler failures and bad requests (message count, framing, headers, compression), on the wire.
+
+Seen by the raw client (tests.support.rawclient): a bad request ends its own stream with the
+right HTTP status, gRPC status or RST_STREAM, and the connection keeps serving.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,10 @@ from grpclib.health.v1.health_pb2 import HealthCheckResponse
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.wire import protowire
-from tests.server.rawclient import (
-    PROTOCOL_ERROR,
-    RawClient,
-    StreamResult,
-    grpc_message,
-    request_headers,
-)
-from tests.server.services import path
+from greeter.wire.framing import encode_message
+from tests.support.h2peer import PROTOCOL_ERROR, StreamResult, request_headers
+from tests.support.probe import path
+from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 
@@ -122,7 +122,7 @@ async def test_unary_with_two_messages_is_unimplemented(raw: RawClient) -> None:
 
 
 async def test_zero_length_data_is_not_end_of_stream(raw: RawClient) -> None:
-    framed = grpc_message(hello("split"))
+    framed = encode_message(hello("split"))
     half = len(framed) // 2
     stream_id = raw.start_request(SAY_HELLO)
     await raw.send_data(stream_id, framed[:half])

@@ -13,8 +13,9 @@ from gen.greet import HelloReply, HelloRequest
 from greeter.core.config import CoreConfig
 from greeter.server import Server, ServerConfig, Service
 from greeter.services.greeter import Greeter
-from tests.server.rawclient import DEFAULT_WINDOW, REFUSED_STREAM, RawClient
-from tests.server.services import BLOCK, Probe, path
+from tests.support.h2peer import DEFAULT_WINDOW, REFUSED_STREAM
+from tests.support.probe import BLOCK, Probe, path
+from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 

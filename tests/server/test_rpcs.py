@@ -14,7 +14,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.server import Server
 from greeter.services.greeter import Greeter
-from tests.server.services import Probe, path
+from tests.support.probe import Probe, path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 

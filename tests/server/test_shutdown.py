@@ -12,8 +12,9 @@ from grpclib.exceptions import StreamTerminatedError
 from gen.greet import HelloReply, HelloRequest
 from greeter.server import Server
 from greeter.services.greeter import Greeter
-from tests.server.rawclient import NO_ERROR, REFUSED_STREAM, RawClient
-from tests.server.services import Probe, path
+from tests.support.h2peer import NO_ERROR, REFUSED_STREAM
+from tests.support.probe import Probe, path
+from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 

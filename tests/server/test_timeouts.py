@@ -1,4 +1,4 @@
-"""Connection time limits and the connection cap, in-process (greeter.watchdog, ServerConfig)."""
+"""Connection time limits (greeter.server.watchdog) and the connection cap, in-process."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from greeter.server import Server, ServerConfig
 from greeter.server.config import Timeouts
 from greeter.server.driver import HANDLERS
 from greeter.services.greeter import Greeter
-from tests.server.rawclient import RawClient
+from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
 NO_LIMITS = Timeouts(handshake=None, idle=None, keepalive_time=None, write_stall=None)

@@ -1,5 +1,5 @@
-"""TLS (issue 4 item 2): greeter's server behind greeter.tls contexts, against grpcio, a raw
-stdlib-ssl client, a cleartext client and greeter's own `hello`.
+"""TLS: greeter's server behind greeter.server.tls contexts, against grpcio, a raw stdlib-ssl
+client, a cleartext client and greeter's own `hello`.
 
 Certificates: a throwaway CA, a server certificate (SAN IP:127.0.0.1 and DNS:localhost) and a
 client certificate, made once per session by the `openssl` CLI in a pytest temporary directory
@@ -31,8 +31,8 @@ from greeter.server import Server, ServerConfig, Service
 from greeter.server.handler_stream import ServerStream
 from greeter.server.tls import client_context, server_context
 from greeter.services.greeter import Greeter
-from tests.peers import GrpcioGreeter, assert_one_line_failure, run_greeter
-from tests.secure import (
+from tests.support.peers import GrpcioGreeter, assert_one_line_failure, run_greeter
+from tests.support.transports import (
     RPC_TIMEOUT,
     greeter_serve,
     grpcio_calls_all_four,

@@ -1,4 +1,4 @@
-"""Unix domain sockets (issue 4 item 3): `greeter serve --uds PATH`, `hello --target unix:PATH`,
+"""Unix domain sockets: `greeter serve --uds PATH`, `hello --target unix:PATH`,
 grpcio's unix: targets, and Server(uds=...) with grpclib's Channel(path=...).
 
 Socket files live in pytest temporary directories (short paths: sun_path holds ~107 bytes).
@@ -18,8 +18,8 @@ from grpclib.client import Channel
 from gen.greet import GreeterStub
 from greeter.server import Server, ServerConfig
 from greeter.services.greeter import Greeter
-from tests.peers import ServerProcess, assert_one_line_failure, grpcio_channel, run_greeter
-from tests.secure import (
+from tests.support.peers import ServerProcess, assert_one_line_failure, grpcio_channel, run_greeter
+from tests.support.transports import (
     greeter_serve,
     grpcio_calls_all_four,
     grpclib_calls_all_four,

@@ -1,6 +1,6 @@
-"""`greeter serve --workers N` and `--loop` (issue 5 item 3), through the CLI as a subprocess.
+"""`greeter serve --workers N` and `--loop` (greeter.server.workers), through the CLI.
 
-Layer: end-to-end (greeter.workers, greeter.cli). Rule: every wait is bounded and event-driven:
+The command runs as a subprocess. Every wait is bounded and event-driven:
 log lines through ServerProcess.wait_for_line, process exits through pidfds (Linux), never sleeps.
 uvloop is an optional extra (`greeter[fast]`): the test that needs it skips without it, and the
 one that needs it absent skips with it.
@@ -21,7 +21,7 @@ import pytest
 
 from gen.greet import HelloRequest
 from greeter.server.workers import uvloop_installed
-from tests.peers import (
+from tests.support.peers import (
     GREETER_SERVING_LINE,
     REPO_ROOT,
     ServerProcess,

@@ -12,7 +12,7 @@ from h2.settings import SettingCodes
 from gen.greet import HelloRequest
 from greeter.server import Server, ServerConfig
 from greeter.wire.framing import encode_message
-from tests.server.services import Probe, path
+from tests.support.probe import Probe, path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
 HUGE_WINDOW = 2**31 - 1
@@ -39,6 +39,10 @@ async def test_a_client_that_stops_reading_pauses_the_handler() -> None:
         async with asyncio.timeout(10):
             while not connection.write_paused:
                 await asyncio.sleep(0.01)
+        # The pause can land while the handler is between two messages: let it reach the
+        # send_message that blocks before taking the count.
+        for _ in range(200):
+            await asyncio.sleep(0)
         blocked_at = probe.sent
         for _ in range(200):  # many loop turns: a handler that is not blocked would go on
             await asyncio.sleep(0)

@@ -1,16 +1,16 @@
 """gRPC's interop test cases (doc/interop-test-descriptions.md) against `greeter interop-server`.
 
-Layer: loopback interop test. grpcio (C-core) is the client, calling grpc.testing.TestService
+On loopback, grpcio (C-core) is the client, calling grpc.testing.TestService
 through generic multicallables with the betterproto2 messages of gen.grpc.testing (no protoc
 stubs: a generated `grpc/testing/*_pb2` package would shadow grpcio's own `grpc` package).
 Every case runs against two servers (the module-scoped `interop_process` fixture, params
 "greeter" and "grpc.aio"): `python -m greeter interop-server --port 0`, and grpc.aio's
-TestService in tests/interop/aio_testservice.py, both as subprocesses. The grpc.aio run shows the
+TestService in tests/support/aio_testservice.py, both as subprocesses. The grpc.aio run shows the
 test client itself is right. Every call has a timeout, every request iterator that blocks is
 released when its test ends.
 
 The compression cases use grpcio (`compression=grpc.Compression.Gzip`) where it can express them
-and tests/server/rawclient.py where it cannot: the "uncompressed message on a call that expects
+and tests/support/rawclient.py where it cannot: the "uncompressed message on a call that expects
 compression" probe, per-message compressed flags in one request stream, and checking that the
 response DATA carries flag 1 with `grpc-encoding: gzip` (grpcio hides both).
 
@@ -51,13 +51,13 @@ from gen.grpc.testing import (
     StreamingOutputCallResponse,
 )
 from greeter.server.context import current_rpc
-from tests.peers import (
+from tests.support.peers import (
     REPO_ROOT,
     ServerProcess,
     spawn_interop_server,
     stopped_after,
 )
-from tests.server.rawclient import RawClient
+from tests.support.rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -124,7 +124,7 @@ class Requests:
 GREETER = "greeter"
 AIO = "grpc.aio"
 AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
-AIO_SCRIPT = REPO_ROOT / "tests" / "interop" / "aio_testservice.py"
+AIO_SCRIPT = REPO_ROOT / "tests" / "support" / "aio_testservice.py"
 GREETER_ONLY = pytest.mark.parametrize("interop_process", [GREETER], indirect=True)
 """A case grpc.aio's TestService cannot serve (see the module docstring): greeter only."""
 
@@ -133,7 +133,7 @@ GREETER_ONLY = pytest.mark.parametrize("interop_process", [GREETER], indirect=Tr
 def spawn_aio_server(
     *, ready_timeout: float = 20, stop_timeout: float = 10
 ) -> Iterator[ServerProcess]:
-    """Start tests/interop/aio_testservice.py on 127.0.0.1:0; yield it once it printed its port."""
+    """Start tests/support/aio_testservice.py on 127.0.0.1:0; yield it once it printed its port."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, str(AIO_SCRIPT), "--host", "127.0.0.1", "--port", "0"]
     process = ServerProcess(argv, cwd=REPO_ROOT, env=env)

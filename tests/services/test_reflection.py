@@ -1,4 +1,4 @@
-"""Server reflection (issue 6 item 4) on the CLI servers, read by grpcio's reflection client.
+"""Server reflection on the CLI servers, read by grpcio's reflection client.
 
 `greeter serve` and `greeter interop-server` both serve grpc.reflection.v1 and v1alpha, fed by
 the descriptors betterproto2 embeds in gen/ (google_protobuf_descriptors) and, for Health,
@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpclib.reflection.v1 import reflection_pb2 as v1
 
-from tests.peers import ServerProcess, spawn_interop_server
+from tests.support.peers import ServerProcess, spawn_interop_server
 
 TIMEOUT = 10
 OPTIONS = [("grpc.enable_http_proxy", 0)]

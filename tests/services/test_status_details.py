@@ -1,4 +1,4 @@
-"""Rich error details (issue 6 item 5): a betterproto2 handler raises grpclib's GRPCError with
+"""Rich error details: a betterproto2 handler raises grpclib's GRPCError with
 details; greeter packs them into grpc-status-details-bin and grpcio's `rpc_status` reads them.
 
 The details are betterproto2 messages (type URL from betterproto2's message pool) and a google

@@ -1,12 +1,13 @@
 """A greeter server with a ServerConfig given as JSON, for the abuse tests' subprocesses.
 
-Not a test module. `python -m tests.abuse.serve '{"limits": {...}, "timeouts": {...},
+Not a test module. `python -m tests.support.abuse_serve '{"limits": {...}, "timeouts": {...},
 "max_connections": 5}'` serves greet.Greeter and grpc.health.v1.Health on 127.0.0.1 (port 0),
 logs like `greeter serve` (with the level, to stdout) and prints the same "serving ... on
-HOST:PORT" line, so tests.peers.ServerProcess can wait for it. `limits` are CoreConfig fields,
-`timeouts` greeter.watchdog.Timeouts fields. A field this version of greeter does not have is
-reported on a line starting "abuse-serve: unknown" and ignored: the test of that defence then
-fails on the missing behaviour, not on start-up. SIGTERM stops it gracefully.
+HOST:PORT" line, so tests.support.peers.ServerProcess can wait for it (tests.support.abuse
+starts it). `limits` are CoreConfig fields, `timeouts` greeter.server.config.Timeouts fields. A
+field this version of greeter does not have is reported on a line starting "abuse-serve:
+unknown" and ignored: the test of that defence then fails on the missing behaviour, not on
+start-up. SIGTERM stops it gracefully.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""grpc.testing.TestService on grpc.aio, the reference server of tests/interop/test_grpc_testing.py.
+"""grpc.testing.TestService on grpc.aio: the reference server of the interop cases.
 
-Not a test module. Run as `python tests/interop/aio_testservice.py --port 0`; prints
-`listening on 127.0.0.1:PORT` once serving and exits 0 on SIGTERM/SIGINT. The interop cases run
-against it (as well as against `greeter interop-server`) to show that the test client, not only
-greeter, is right.
+Not a test module. Run as `python tests/support/aio_testservice.py --port 0` (by
+tests/services/test_grpc_testing.py); prints `listening on 127.0.0.1:PORT` once serving and exits
+0 on SIGTERM/SIGINT. The interop cases run against it (as well as against `greeter
+interop-server`) to show that the test client, not only greeter, is right.
 
 grpc.aio serves TestService through generic handlers whose (de)serializers are the betterproto2
 messages of gen.grpc.testing (`bytes(msg)` / `Cls.FromString`). Semantics follow
-greeter/interop.py (gRPC's doc/interop-test-descriptions.md, "Server" section):
+greeter/services/interop.py (gRPC's doc/interop-test-descriptions.md, "Server" section):
 
 - `x-grpc-test-echo-initial` is echoed as initial metadata (`send_initial_metadata`) and
   `x-grpc-test-echo-trailing-bin` as trailing metadata (`set_trailing_metadata`), every method;

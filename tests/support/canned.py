@@ -1,9 +1,10 @@
 """The canned exchange: one deterministic, in-process connection the golden transcripts record.
 
-Not a test module. The server is the real sans-IO core (``greeter.connection.ServerConnection``)
-with a server-role :class:`~greeter.tap.Tap` on its byte observer; the client is a real ``h2``
-client joined to it by the ``Pair`` harness of tests/core/peer.py (no sockets). The test plays
-the application side with the core's commands. Nothing random reaches the wire: fixed
+Not a test module. The server is the real sans-IO core
+(``greeter.core.server_connection.ServerConnection``) with a server-role :class:`~greeter.tap.Tap`
+on its byte observer; the client is a real ``h2`` client joined to it by the ``Pair`` harness of
+tests.support.core_pair (no sockets). The test plays the application side with the core's
+commands. Nothing random reaches the wire: fixed
 ``:authority`` and ``user-agent``, a fixed PING payload, and a fake clock that advances by
 :data:`TICK` before every chunk of bytes the core reads or writes (plus explicit waits), so
 every timestamp, window and duration is exact.
@@ -39,12 +40,12 @@ from greeter.core.events import Event, MessageReceived
 from greeter.core.server_connection import ServerConnection
 from greeter.tap import Direction, MessageTypes, Record, Tap
 from greeter.wire import codec
-from tests.core.peer import (
+from tests.support.core_pair import Pair
+from tests.support.h2peer import (
     BIDI_HELLO,
     LOTS_OF_GREETINGS,
     LOTS_OF_REPLIES,
     SAY_HELLO,
-    Pair,
 )
 
 CONNECTION_ID = 1

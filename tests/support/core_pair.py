@@ -1,10 +1,11 @@
-"""Test harness for the sans-IO core: a real h2 client as the peer, and a frame reader.
+"""The sans-IO core joined in memory to a real h2 client (`Pair`) or to raw frames (`RawPair`).
 
-Not a test module. `Pair` joins a `greeter.connection.ServerConnection` to a real client-side
-`h2.connection.H2Connection` and moves bytes between them until both are quiet; every byte the
-core sends is also parsed with hyperframe (and HPACK-decoded in order) into `WireFrame`s, so a
-test can assert the exact frames of a response. `RawClient` builds frames by hand (hyperframe +
-hpack) for inputs h2's client refuses to produce. No mocks: both ends are real protocol code.
+Not a test module. `Pair` joins a `greeter.core.server_connection.ServerConnection` to a real
+client-side `h2.connection.H2Connection` and moves bytes between them until both are quiet; every
+byte the core sends is also parsed by the shared `tests.support.h2peer.FrameReader` (HPACK-decoded
+in order) into `WireFrame`s, so a test can assert the exact frames of a response. `RawPair` sends
+frames built by tests.support.h2peer for inputs h2's client refuses to produce. No mocks: both
+ends are real protocol code.
 
 One deliberate patch of the peer: h2 has no "draining" state, so after a GOAWAY(NO_ERROR) its
 client refuses every further frame, which would make the two-step graceful shutdown of RFC 9113
@@ -15,7 +16,7 @@ connection open after a NO_ERROR GOAWAY so in-flight streams can finish.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,116 +26,44 @@ import h2.events
 import h2.settings
 import hpack
 from h2.settings import SettingCodes
-from hyperframe.frame import (
-    ContinuationFrame,
-    DataFrame,
-    Frame,
-    GoAwayFrame,
-    HeadersFrame,
-    PingFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
-)
+from hyperframe.frame import Frame, WindowUpdateFrame
 
 from greeter.core.config import CoreConfig
 from greeter.core.events import Event
 from greeter.core.server_connection import ServerConnection
-from greeter.wire.framing import MessageDecoder, encode_message
+from greeter.wire.framing import encode_message
+from tests.support.h2peer import (
+    CANCEL,
+    SAY_HELLO,
+    FrameReader,
+    Headers,
+    WireFrame,
+    as_text,
+    client_preface,
+    data_frame,
+    grpc_messages,
+    header_frames,
+    request_headers,
+)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-SAY_HELLO = "/greet.Greeter/SayHello"
-LOTS_OF_REPLIES = "/greet.Greeter/LotsOfReplies"
-LOTS_OF_GREETINGS = "/greet.Greeter/LotsOfGreetings"
-BIDI_HELLO = "/greet.Greeter/BidiHello"
 ACCEPT = "identity,deflate,gzip"
 RESPONSE_HEADERS = [
     (":status", "200"),
     ("content-type", "application/grpc"),
     ("grpc-accept-encoding", ACCEPT),
 ]
+"""The response headers the core sends by default."""
 
-Headers = list[tuple[str, str]]
-
-
-def as_text(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """Header fields as (str, str); values are latin-1 so every byte survives."""
-    return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
-
-
-@dataclass
-class WireFrame:
-    """One frame the core sent, as parsed by hyperframe; `headers` holds a decoded block."""
-
-    frame: Frame
-    raw: bytes
-    headers: Headers | None = None
-
-    @property
-    def stream_id(self) -> int:
-        return int(self.frame.stream_id)
-
-    def summary(self) -> tuple[Any, ...]:
-        """A comparable tuple: the frame type and the fields a test asserts on."""
-        f = self.frame
-        end = "END_STREAM" in f.flags
-        if isinstance(f, HeadersFrame | ContinuationFrame):
-            return ("HEADERS", self.headers, end)
-        if isinstance(f, DataFrame):
-            return ("DATA", bytes(f.data), end)
-        if isinstance(f, RstStreamFrame):
-            return ("RST_STREAM", f.error_code)
-        if isinstance(f, WindowUpdateFrame):
-            return ("WINDOW_UPDATE", f.window_increment)
-        if isinstance(f, GoAwayFrame):
-            return ("GOAWAY", f.last_stream_id, f.error_code)
-        if isinstance(f, PingFrame):
-            return ("PING", bytes(f.opaque_data), "ACK" in f.flags)
-        if isinstance(f, SettingsFrame):
-            return ("SETTINGS", dict(f.settings), "ACK" in f.flags)
-        return (type(f).__name__,)
-
-
-class FrameReader:
-    """Parses one direction's bytes into frames, decoding header blocks with its own HPACK state."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._decoder = hpack.Decoder()
-        self._block = bytearray()
-
-    def feed(self, data: bytes) -> list[WireFrame]:
-        self._buffer += data
-        frames: list[WireFrame] = []
-        while len(self._buffer) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(bytes(self._buffer[:9])))
-            if len(self._buffer) < 9 + length:
-                break
-            raw = bytes(self._buffer[: 9 + length])
-            del self._buffer[: 9 + length]
-            frame.parse_body(memoryview(raw[9:]))
-            wire = WireFrame(frame, raw)
-            if isinstance(frame, HeadersFrame | ContinuationFrame):
-                self._block += frame.data
-                if "END_HEADERS" in frame.flags:
-                    wire.headers = as_text(self._decoder.decode(bytes(self._block), raw=True))
-                    self._block.clear()
-            frames.append(wire)
-        return frames
-
-
-def decode_messages(data: bytes) -> list[bytes]:
-    """Response messages from a stream's DATA bytes (the core never compresses responses)."""
-    decoder = MessageDecoder(2**32)
-    messages = decoder.feed(data)
-    assert decoder.buffered == 0, "response ends inside a message"
-    assert not any(m.compressed for m in messages)
-    return [m.payload for m in messages]
+RequestHeaders = list[tuple[str, str]] | list[tuple[bytes, bytes]]
 
 
 @dataclass
 class Response:
-    """What the client saw on one stream."""
+    """What the h2 client reported on one stream (h2's events, not raw frames).
+
+    h2 reports a Trailers-Only response as response headers that end the stream, so `trailers`
+    stays None then and `trailer()` reads the headers.
+    """
 
     headers: Headers | None = None
     data: bytearray = field(default_factory=bytearray)
@@ -144,40 +73,12 @@ class Response:
 
     @property
     def messages(self) -> list[bytes]:
-        return decode_messages(bytes(self.data))
+        """The response messages; AssertionError if one is compressed or cut short."""
+        return grpc_messages(bytes(self.data))
 
     def trailer(self, name: str) -> str | None:
         block = self.trailers if self.trailers is not None else self.headers or []
         return dict(block).get(name)
-
-
-def request_headers(
-    path: str = SAY_HELLO,
-    *,
-    method: str = "POST",
-    content_type: str | None = "application/grpc",
-    te: str | None = "trailers",
-    timeout: str | None = None,
-    encoding: str | None = None,
-    metadata: Sequence[tuple[str, str]] = (),
-) -> list[tuple[bytes, bytes]]:
-    """A gRPC request header block, every field optional so tests can break it."""
-    fields = [
-        (":method", method),
-        (":scheme", "http"),
-        (":path", path),
-        (":authority", "localhost"),
-    ]
-    for name, value in (
-        ("content-type", content_type),
-        ("te", te),
-        ("grpc-timeout", timeout),
-        ("grpc-encoding", encoding),
-    ):
-        if value is not None:
-            fields.append((name, value))
-    fields.extend(metadata)
-    return [(n.encode(), v.encode()) for n, v in fields]
 
 
 class FlowControlStall(AssertionError):
@@ -305,16 +206,14 @@ class Pair:
     def open(
         self, path: str = SAY_HELLO, *, end: bool = False, pump: bool = True, **kwargs: Any
     ) -> int:
-        """Start an RPC (see `request_headers` for the fields); return its stream id.
+        """Start an RPC (fields: tests.support.h2peer.request_headers); return its stream id.
 
         With pump=False the HEADERS wait in the client until the next pump, as if still on
         the wire.
         """
         return self.open_raw(request_headers(path, **kwargs), end=end, pump=pump)
 
-    def open_raw(
-        self, headers: list[tuple[bytes, bytes]], *, end: bool = False, pump: bool = True
-    ) -> int:
+    def open_raw(self, headers: RequestHeaders, *, end: bool = False, pump: bool = True) -> int:
         stream_id = self.client.get_next_available_stream_id()
         self.client.send_headers(stream_id, headers, end_stream=end)
         self.responses[stream_id] = Response()
@@ -361,7 +260,7 @@ class Pair:
         self.client.end_stream(stream_id)
         self.pump()
 
-    def reset(self, stream_id: int, error_code: int = 8) -> None:
+    def reset(self, stream_id: int, error_code: int = CANCEL) -> None:
         self.client.reset_stream(stream_id, error_code)
         self.pump()
 
@@ -386,8 +285,12 @@ class Pair:
         ]
 
 
-class RawClient:
-    """A client of hand-built frames: one HPACK encoder, hyperframe serialisation, no h2 rules."""
+class RawPair:
+    """The core and a client of hand-built frames (tests.support.h2peer): no h2 rules at all.
+
+    One HPACK encoder (`encoder`) for the client's header blocks; every frame the core sends is
+    in `frames`, parsed by a FrameReader.
+    """
 
     def __init__(
         self,
@@ -403,27 +306,22 @@ class RawClient:
         self.frames: list[WireFrame] = []
         self.frames += self.reader.feed(self.core.data_to_send())
         if handshake:
-            self.send(PREFACE + SettingsFrame(0).serialize())
+            self.send(client_preface())
 
     def send(self, data: bytes) -> list[Event]:
+        """Bytes straight to the core; the core's events (its answer is parsed into frames)."""
         events = self.core.receive_data(data)
         self.frames += self.reader.feed(self.core.data_to_send())
         return events
 
-    def headers(
-        self, stream_id: int, headers: list[tuple[bytes, bytes]], *, end: bool = False
-    ) -> list[Event]:
-        frame = HeadersFrame(stream_id, self.encoder.encode(headers))
-        frame.flags.add("END_HEADERS")
-        if end:
-            frame.flags.add("END_STREAM")
-        return self.send(frame.serialize())
+    def headers(self, stream_id: int, headers: RequestHeaders, *, end: bool = False) -> list[Event]:
+        """A header block (see h2peer.request_headers) as HEADERS (+ CONTINUATION if needed)."""
+        block = self.encoder.encode(headers)
+        return self.send(header_frames(stream_id, block, end_stream=end))
 
     def data(self, stream_id: int, payload: bytes, *, end: bool = False) -> list[Event]:
-        frame = DataFrame(stream_id, payload)
-        if end:
-            frame.flags.add("END_STREAM")
-        return self.send(frame.serialize())
+        return self.send(data_frame(stream_id, payload, end))
 
     def wire(self, stream_id: int) -> list[tuple[Any, ...]]:
+        """Summaries of the frames the core sent on one stream, in order."""
         return [w.summary() for w in self.frames if w.stream_id == stream_id]

@@ -1,4 +1,4 @@
-"""A test-only grpclib-style service, `test.Probe`, and the in-process server the interop tests run.
+"""The interop tests' in-process server: greeter's `Server` with Greeter, Health and `test.Probe`.
 
 Not a test module. The Greeter contract has no error, slow or metadata behaviour, so the interop
 tests that need one host this service next to Greeter and Health on greeter's own `Server`, in the

@@ -1,7 +1,9 @@
-"""Interop peers for the tests: grpc-js (Node) and grpcio (C-core) clients and servers.
+"""Processes and interop peers: server subprocesses, the greeter CLI, grpcio and grpc-js.
 
-Not a test module. Every peer serves or calls greet.Greeter with the same behaviour as greeter's
-own service, on loopback only:
+Not a test module. `ServerProcess` runs a server subprocess and reads its output line by line;
+`spawn_greeter_server`, `spawn_interop_server` and `run_greeter` run greeter's own command line.
+The interop peers (grpc-js on Node, grpcio on C-core) serve or call greet.Greeter with the same
+behaviour as greeter's own service, on loopback only:
 
 - SayHello -> "Hello " + name
 - LotsOfReplies -> `count` replies, the i-th (from 1) f"Hello {name} #{i}"; count 0: none, OK
@@ -41,7 +43,7 @@ import pytest
 
 from gen.greet import HelloReply, HelloRequest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO_ROOT / "interop" / "node"
 NODE_INSTALL_HINT = "run npm ci --prefix interop/node"
 

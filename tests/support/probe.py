@@ -1,7 +1,9 @@
-"""A grpclib-style test service whose handlers report what happened to them through Events.
+"""The in-process server tests' `test.Probe` service: handlers that report their fate in Events.
 
-Not a test module. One instance per test (its Events belong to that test's loop). Paths are
-``/test.Probe/<Name>``; requests and replies are the generated greet messages.
+Not a test module. One instance per test (its Events belong to that test's loop), served by the
+`server` fixture of tests/server/conftest.py. Paths are ``/test.Probe/<Name>`` (`path`); requests
+and replies are the generated greet messages. (The interop suites' own `test.Probe`, with
+per-method signals, is in tests.support.inprocess.)
 """
 
 from __future__ import annotations

@@ -1,135 +1,53 @@
-"""A raw HTTP/2 client for protocol-precise server tests: every frame visible, nothing validated.
+"""An asyncio raw HTTP/2 client for protocol-precise server tests: every frame visible.
 
-Not a test module. Built on hyperframe and hpack rather than h2 because tests must send what a
-well-behaved client never would (GET, ``te: gzip``, zero-length DATA, more streams than the server
-advertised, message prefixes without bodies) and must see every frame the server sends (GOAWAY,
-RST_STREAM codes, a stalled flow-control window). h2's client state machine would refuse some of
-those sends and closes itself on the first GOAWAY.
-
-Flow control is explicit: the client advertises ``initial_window_size`` and, with
-``auto_window_update=False``, sends no WINDOW_UPDATE at all until the test calls
-:meth:`RawClient.open_window`. Every wait is bounded by a timeout.
+Not a test module. The wire pieces (preface, request headers, message framing, frame builders,
+the frame reader and the per-stream `StreamResult`) are tests.support.h2peer's; this module is
+the asyncio transport: one TCP connection, a background task that reads it, and explicit flow
+control. The client advertises ``initial_window_size`` and, with ``auto_window_update=False``,
+sends no WINDOW_UPDATE at all until the test calls :meth:`RawClient.open_window`. It answers
+the server's SETTINGS and (unless ``ack_pings=False``) PINGs, and never closes itself on GOAWAY.
+Every wait is bounded by a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from hpack import Decoder, Encoder
+import hpack
 from hyperframe.frame import (
-    ContinuationFrame,
     DataFrame,
     Frame,
     GoAwayFrame,
-    HeadersFrame,
     PingFrame,
-    RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DEFAULT_WINDOW = 65_535
-DEFAULT_MAX_FRAME_SIZE = 16_384
-FRAME_HEADER_SIZE = 9
-WAIT = 5.0
-"""Default upper bound, in seconds, of every wait in this module."""
+from greeter.wire.framing import encode_message
+from tests.support.h2peer import (
+    CANCEL,
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_WINDOW,
+    SAY_HELLO,
+    WAIT,
+    FrameReader,
+    Header,
+    StreamResult,
+    StreamResults,
+    WireFrame,
+    client_preface,
+    data_frame,
+    header_frames,
+    ping_frame,
+    request_headers,
+    rst_frame,
+    settings_ack,
+    window_update_frame,
+)
 
-# RFC 9113 §7 error codes used by the tests.
-NO_ERROR = 0x0
-PROTOCOL_ERROR = 0x1
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-
-Header = tuple[str, str]
-
-
-def grpc_message(payload: bytes, *, compressed: bool = False) -> bytes:
-    """One gRPC Length-Prefixed-Message: flag byte, 4-byte big-endian length, payload."""
-    return struct.pack(">BI", int(compressed), len(payload)) + payload
-
-
-def split_messages(data: bytes) -> list[bytes]:
-    """The payloads of consecutive Length-Prefixed-Messages (compressed flag ignored)."""
-    messages = []
-    pos = 0
-    while pos < len(data):
-        (length,) = struct.unpack_from(">I", data, pos + 1)
-        messages.append(data[pos + 5 : pos + 5 + length])
-        pos += 5 + length
-    if pos != len(data):
-        raise ValueError("trailing bytes after the last message")
-    return messages
-
-
-def request_headers(
-    path: str = "/greet.Greeter/SayHello", extra: Sequence[Header] = ()
-) -> list[Header]:
-    """A well-formed gRPC request header block, plus `extra` fields."""
-    return [
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", path),
-        (":authority", "localhost"),
-        ("content-type", "application/grpc"),
-        ("te", "trailers"),
-        *extra,
-    ]
-
-
-@dataclass
-class StreamResult:
-    """What the server sent on one stream, filled in as frames arrive."""
-
-    stream_id: int
-    headers: list[Header] | None = None
-    trailers: list[Header] | None = None
-    """The header block that ended the stream; the same list as `headers` for Trailers-Only."""
-    data: bytearray = field(default_factory=bytearray)
-    data_frames: int = 0
-    reset_code: int | None = None
-    ended: bool = False
-    """END_STREAM received."""
-    connection_lost: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.ended or self.reset_code is not None or self.connection_lost
-
-    def header(self, name: str) -> str | None:
-        return _lookup(self.headers, name)
-
-    def trailer(self, name: str) -> str | None:
-        return _lookup(self.trailers, name)
-
-    @property
-    def http_status(self) -> int | None:
-        value = self.header(":status")
-        return None if value is None else int(value)
-
-    @property
-    def status(self) -> int | None:
-        """grpc-status from the trailers (or the Trailers-Only block)."""
-        value = self.trailer("grpc-status")
-        return None if value is None else int(value)
-
-    @property
-    def message(self) -> str | None:
-        return self.trailer("grpc-message")
-
-    def messages(self) -> list[bytes]:
-        return split_messages(bytes(self.data))
-
-
-def _lookup(block: list[Header] | None, name: str) -> str | None:
-    for key, value in block or ():
-        if key == name:
-            return value
-    return None
+READ_SIZE = 64 * 1024
 
 
 class RawClient:
@@ -149,10 +67,11 @@ class RawClient:
         self.initial_window_size = initial_window_size
         self.auto_window_update = auto_window_update
         self.ack_pings = ack_pings
-        self._encoder = Encoder()
-        self._decoder = Decoder()
+        self._encoder = hpack.Encoder()
+        self._frame_reader = FrameReader()
+        self._results = StreamResults()
         self._next_stream_id = 1
-        self.streams: dict[int, StreamResult] = {}
+        self.streams: dict[int, StreamResult] = self._results.streams
         self._done: dict[int, asyncio.Future[StreamResult]] = {}
         self.frames: list[Frame] = []
         """Every frame received, in order."""
@@ -160,12 +79,11 @@ class RawClient:
         self.goaway_received = asyncio.Event()
         self.settings_received = asyncio.Event()
         self.eof = asyncio.Event()
+        """The server closed the connection (or it broke)."""
         self._progress = asyncio.Event()
         """Set after every received frame; see wait_until."""
-        """The server closed the connection (or it broke)."""
         self.server_settings: dict[int, int] = {}
         self._ping_waiters: dict[bytes, asyncio.Future[None]] = {}
-        self._header_block: tuple[HeadersFrame, bytearray] | None = None
         # Our send windows (the server's receive windows).
         self._remote_initial_window = DEFAULT_WINDOW
         self._max_frame_size = DEFAULT_MAX_FRAME_SIZE
@@ -196,52 +114,52 @@ class RawClient:
             auto_window_update=auto_window_update,
             ack_pings=ack_pings,
         )
-        settings = SettingsFrame(
-            0,
-            settings={
-                SettingsFrame.ENABLE_PUSH: 0,
-                SettingsFrame.INITIAL_WINDOW_SIZE: initial_window_size,
-            },
-        )
-        writer.write(PREFACE + settings.serialize())
+        settings = {
+            SettingsFrame.ENABLE_PUSH: 0,
+            SettingsFrame.INITIAL_WINDOW_SIZE: initial_window_size,
+        }
+        writer.write(client_preface(settings))
         client._task = asyncio.create_task(client._read_loop())
         await asyncio.wait_for(client.settings_received.wait(), WAIT)
         return client
 
     # -- sending ---------------------------------------------------------------------------------
 
+    def write(self, data: bytes) -> None:
+        """Bytes as they are (frames from tests.support.h2peer, or anything at all)."""
+        self._writer.write(data)
+
     def write_frame(self, frame: Frame) -> None:
         self._writer.write(frame.serialize())
 
     def start_request(
         self,
-        path: str = "/greet.Greeter/SayHello",
+        path: str = SAY_HELLO,
         *,
         extra: Sequence[Header] = (),
         headers: Sequence[Header] | None = None,
         end_stream: bool = False,
     ) -> int:
-        """Open a stream with a HEADERS frame; `headers` replaces the default block entirely."""
+        """Open a stream (HEADERS, CONTINUATION if needed) with h2peer.request_headers plus
+        `extra`; `headers` replaces the whole block."""
         stream_id = self._next_stream_id
         self._next_stream_id += 2
-        block = list(headers) if headers is not None else request_headers(path, extra)
-        encoded = self._encoder.encode(block)
-        if len(encoded) > self._max_frame_size:
-            raise ValueError("header block needs CONTINUATION frames; not supported")
-        frame = HeadersFrame(stream_id, encoded)
-        frame.flags.add("END_HEADERS")
-        if end_stream:
-            frame.flags.add("END_STREAM")
-        self.streams[stream_id] = StreamResult(stream_id)
+        block = list(headers) if headers is not None else request_headers(path, metadata=extra)
+        self._results.open(stream_id)
         self._done[stream_id] = asyncio.get_running_loop().create_future()
         self._send_windows[stream_id] = self._remote_initial_window
-        self.write_frame(frame)
+        encoded = self._encoder.encode(block)
+        self.write(
+            header_frames(
+                stream_id, encoded, end_stream=end_stream, max_frame_size=self._max_frame_size
+            )
+        )
         return stream_id
 
     async def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> None:
         """Send `data` as DATA frames within the server's windows; b"" sends one empty frame."""
         if not data:
-            self._write_data(stream_id, b"", end_stream)
+            self.write(data_frame(stream_id, b"", end_stream))
             return
         view = memoryview(data)
         while view:
@@ -257,19 +175,14 @@ class RawClient:
             chunk, view = view[:room], view[room:]
             self._connection_send_window -= len(chunk)
             self._send_windows[stream_id] = self._send_windows.get(stream_id, 0) - len(chunk)
-            self._write_data(stream_id, bytes(chunk), end_stream and not view)
-
-    def _write_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        frame = DataFrame(stream_id, data)
-        if end_stream:
-            frame.flags.add("END_STREAM")
-        self.write_frame(frame)
+            self.write(data_frame(stream_id, bytes(chunk), end_stream and not view))
 
     async def send_message(
         self, stream_id: int, payload: bytes, *, compressed: bool = False, end_stream: bool = False
     ) -> None:
+        """One Length-Prefixed-Message; `compressed` sets its flag (the payload is as given)."""
         await self.send_data(
-            stream_id, grpc_message(payload, compressed=compressed), end_stream=end_stream
+            stream_id, encode_message(payload, compressed=compressed), end_stream=end_stream
         )
 
     async def end_stream(self, stream_id: int) -> None:
@@ -277,28 +190,28 @@ class RawClient:
         await self.send_data(stream_id, b"", end_stream=True)
 
     def reset(self, stream_id: int, error_code: int = CANCEL) -> None:
-        self.write_frame(RstStreamFrame(stream_id, error_code=error_code))
+        self.write(rst_frame(stream_id, error_code))
 
     async def ping(self, opaque: bytes = b"rawping!", timeout: float = WAIT) -> None:
         """Send a PING and wait for its ACK: a full round trip through the server's loop."""
         waiter = asyncio.get_running_loop().create_future()
         self._ping_waiters[opaque] = waiter
-        self.write_frame(PingFrame(0, opaque_data=opaque))
+        self.write(ping_frame(opaque))
         await asyncio.wait_for(waiter, timeout)
 
     def open_window(self, increment: int = 16 * 1024 * 1024) -> None:
         """Grow the connection window and every open stream's window; acknowledge from now on."""
         self.auto_window_update = True
-        self.write_frame(WindowUpdateFrame(0, window_increment=increment))
+        self.write(window_update_frame(0, increment))
         for stream_id, result in self.streams.items():
             if not result.finished:
-                self.write_frame(WindowUpdateFrame(stream_id, window_increment=increment))
+                self.write(window_update_frame(stream_id, increment))
         self.unacknowledged = 0
         self._unacknowledged_streams.clear()
 
     async def unary(
         self,
-        path: str = "/greet.Greeter/SayHello",
+        path: str = SAY_HELLO,
         payload: bytes = b"",
         *,
         extra: Sequence[Header] = (),
@@ -312,7 +225,7 @@ class RawClient:
     # -- receiving -------------------------------------------------------------------------------
 
     async def wait(self, stream_id: int, timeout: float = WAIT) -> StreamResult:
-        """Wait until the stream ended (END_STREAM, RST_STREAM or connection lost)."""
+        """Wait until the stream finished (END_STREAM, RST_STREAM or connection lost)."""
         return await asyncio.wait_for(asyncio.shield(self._done[stream_id]), timeout)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
@@ -329,34 +242,26 @@ class RawClient:
 
     async def _read_loop(self) -> None:
         try:
-            while True:
-                head = await self._reader.readexactly(FRAME_HEADER_SIZE)
-                frame, length = Frame.parse_frame_header(memoryview(head))
-                body = await self._reader.readexactly(length) if length else b""
-                frame.parse_body(memoryview(body))
-                self.frames.append(frame)
-                self._on_frame(frame)
-                self._progress.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
+            while data := await self._reader.read(READ_SIZE):
+                for wire in self._frame_reader.feed(data):
+                    self.frames.append(wire.frame)
+                    self._on_frame(wire)
+                    self._progress.set()
+        except ConnectionError:
             pass
         finally:
             self.eof.set()
             self._progress.set()
-            for stream_id, result in self.streams.items():
-                if not result.finished:
-                    result.connection_lost = True
-                    self._finish(stream_id)
+            for result in self._results.connection_lost():
+                self._finish(result)
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, wire: WireFrame) -> None:
+        finished = self._results.on_frame(wire)
+        if finished is not None:
+            self._finish(finished)
+        frame = wire.frame
         if isinstance(frame, DataFrame):
             self._on_data(frame)
-        elif isinstance(frame, HeadersFrame | ContinuationFrame):
-            self._on_header_fragment(frame)
-        elif isinstance(frame, RstStreamFrame):
-            result = self.streams.get(frame.stream_id)
-            if result is not None:
-                result.reset_code = frame.error_code
-                self._finish(frame.stream_id)
         elif isinstance(frame, SettingsFrame):
             self._on_settings(frame)
         elif isinstance(frame, WindowUpdateFrame):
@@ -373,9 +278,7 @@ class RawClient:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             elif self.ack_pings:
-                ack = PingFrame(0, opaque_data=frame.opaque_data)
-                ack.flags.add("ACK")
-                self.write_frame(ack)
+                self.write(ping_frame(frame.opaque_data, ack=True))
         elif isinstance(frame, GoAwayFrame):
             self.goaways.append(frame)
             self.goaway_received.set()
@@ -392,61 +295,29 @@ class RawClient:
                     self._send_windows[stream_id] += delta
             elif code == SettingsFrame.MAX_FRAME_SIZE:
                 self._max_frame_size = value
-        ack = SettingsFrame(0)
-        ack.flags.add("ACK")
-        self.write_frame(ack)
+        self.write(settings_ack())
         self._window_changed.set()
         self.settings_received.set()
 
     def _on_data(self, frame: DataFrame) -> None:
-        result = self.streams.get(frame.stream_id)
-        if result is not None:
-            result.data += frame.data
-            result.data_frames += 1
+        """Flow control of received DATA: return the bytes at once, or count them."""
         length = frame.flow_controlled_length
-        if length:
-            if self.auto_window_update:
-                self.write_frame(WindowUpdateFrame(0, window_increment=length))
-                if "END_STREAM" not in frame.flags:
-                    self.write_frame(WindowUpdateFrame(frame.stream_id, window_increment=length))
-            else:
-                self.unacknowledged += length
-                self._unacknowledged_streams[frame.stream_id] = (
-                    self._unacknowledged_streams.get(frame.stream_id, 0) + length
-                )
-        if "END_STREAM" in frame.flags and result is not None:
-            result.ended = True
-            self._finish(frame.stream_id)
-
-    def _on_header_fragment(self, frame: HeadersFrame | ContinuationFrame) -> None:
-        if isinstance(frame, HeadersFrame):
-            self._header_block = (frame, bytearray(frame.data))
-        else:
-            assert self._header_block is not None, "CONTINUATION without HEADERS"
-            self._header_block[1].extend(frame.data)
-        if "END_HEADERS" not in frame.flags:
+        if not length:
             return
-        first, block = self._header_block
-        self._header_block = None
-        decoded = [(str(k), str(v)) for k, v in self._decoder.decode(bytes(block))]
-        result = self.streams.get(first.stream_id)
-        if result is None:
-            return
-        end = "END_STREAM" in first.flags
-        if result.headers is None:
-            result.headers = decoded
-            if end:
-                result.trailers = decoded
+        if self.auto_window_update:
+            self.write(window_update_frame(0, length))
+            if "END_STREAM" not in frame.flags:
+                self.write(window_update_frame(frame.stream_id, length))
         else:
-            result.trailers = decoded
-        if end:
-            result.ended = True
-            self._finish(first.stream_id)
+            self.unacknowledged += length
+            self._unacknowledged_streams[frame.stream_id] = (
+                self._unacknowledged_streams.get(frame.stream_id, 0) + length
+            )
 
-    def _finish(self, stream_id: int) -> None:
-        done = self._done.get(stream_id)
+    def _finish(self, result: StreamResult) -> None:
+        done = self._done.get(result.stream_id)
         if done is not None and not done.done():
-            done.set_result(self.streams[stream_id])
+            done.set_result(result)
 
     # -- closing ---------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""TLS and Unix-domain-socket tests (issue 4, items 2 and 3), and what they share.
+"""What the TLS and Unix-domain-socket tests share: `greeter serve` and the four Greeter RPCs.
 
-Every connection stays on loopback or a Unix socket in a pytest temporary directory; test
-certificates are generated at test time (test_tls.py), never stored in the repository. Server
-start-up is awaited on its "serving ... on ..." line, never slept for.
+Not a test module. `greeter_serve` runs `python -m greeter serve ARGS...` with any listener
+options (--tls-*, --uds) and waits for a line the test names; `grpcio_calls_all_four` and
+`grpclib_calls_all_four` call every Greeter method through a channel the test built (TLS,
+unix:). Server start-up is awaited on its "serving ... on ..." line, never slept for.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gen.greet import GreeterStub, HelloRequest
-from tests.peers import REPO_ROOT, GrpcioGreeter, ServerProcess
+from tests.support.peers import REPO_ROOT, GrpcioGreeter, ServerProcess
 
 RPC_TIMEOUT = 10.0
 """Seconds each RPC in these tests gets."""
-"""Seconds a `greeter hello` subprocess gets."""
 
 
 def grpcio_calls_all_four(greeter: GrpcioGreeter) -> None:

@@ -11,7 +11,7 @@ from greeter.tap.records import (
     Record,
     RpcRecord,
 )
-from tests.tap.test_text import PATH, frame, message
+from tests.support.records import PATH, frame, message
 
 OTHER = "/grpc.health.v1.Health/Check"
 

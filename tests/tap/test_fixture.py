@@ -1,4 +1,4 @@
-"""The ``wire_log`` pytest fixture (greeter.testing, registered as a pytest11 plugin) on a real
+"""The ``wire_log`` pytest fixture (greeter.tap.pytest_plugin, a pytest11 entry point) on a real
 server: grpclib's Channel and the generated GreeterStub against ``Server(tap=wire_log.tap())``.
 
 The fixture is not imported here: it comes from the entry point, as in any project that

@@ -1,4 +1,4 @@
-"""Golden transcripts of the canned exchange (tests/tap/canned.py): text and JSON Lines output.
+"""Golden transcripts of the canned exchange (tests/support/canned.py): text and JSON Lines output.
 
 The server tap's records of the canned exchange -- all four RPC kinds, an error status, a
 cancellation, a flow-control stall and its release, a PING, the close -- are rendered with
@@ -36,7 +36,7 @@ from greeter.tap import (
     dumps,
     read_jsonl,
 )
-from tests.tap.canned import (
+from tests.support.canned import (
     ERROR_MESSAGE,
     PEER,
     PING_PAYLOAD,

@@ -19,7 +19,7 @@ from greeter.tap.records import (
     Record,
     RpcRecord,
 )
-from tests.tap.test_text import GOLDEN, HEADERS, PATH, RPC_END, RPC_START, frame, message
+from tests.support.records import GOLDEN, HEADERS, PATH, RPC_END, RPC_START, frame, message
 
 GOLDEN_JSON: list[tuple[Record, str]] = [
     (

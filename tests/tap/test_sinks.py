@@ -11,7 +11,7 @@ import pytest
 from greeter.tap.filters import RecordFilter
 from greeter.tap.records import PrefaceRecord, Record
 from greeter.tap.sinks import RecordQueue, TraceWriter, fan_out
-from tests.tap.test_text import HEADERS, frame
+from tests.support.records import HEADERS, frame
 
 
 class Terminal(io.StringIO):

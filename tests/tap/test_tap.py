@@ -31,13 +31,8 @@ from greeter.tap import (
 from greeter.wire import codec
 from greeter.wire.framing import encode_message
 from greeter.wire.status_details import encode_status
-from tests.core.peer import (
-    BIDI_HELLO,
-    LOTS_OF_GREETINGS,
-    LOTS_OF_REPLIES,
-    SAY_HELLO,
-    Pair,
-)
+from tests.support.core_pair import Pair
+from tests.support.h2peer import BIDI_HELLO, LOTS_OF_GREETINGS, LOTS_OF_REPLIES, SAY_HELLO
 
 TYPES = MessageTypes.from_module("gen.greet")
 FLIP: dict[Direction, Direction] = {"in": "out", "out": "in"}

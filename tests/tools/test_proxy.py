@@ -26,7 +26,13 @@ from greeter.tap.observer import TapFactory
 from greeter.tap.records import FrameRecord, MessageRecord, Record, RpcRecord
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
-from tests.peers import METHOD_PATHS, GrpcioGreeter, grpcio_channel, grpcio_server, run_node_client
+from tests.support.peers import (
+    METHOD_PATHS,
+    GrpcioGreeter,
+    grpcio_channel,
+    grpcio_server,
+    run_node_client,
+)
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]
 

@@ -28,7 +28,7 @@ from greeter.tap.observer import TapFactory
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.sinks import TraceWriter
 from greeter.tools.replay import load_rpcs, replay_file
-from tests.peers import METHOD_PATHS, REPO_ROOT, SERVICE, grpcio_greeter_handler
+from tests.support.peers import METHOD_PATHS, REPO_ROOT, SERVICE, grpcio_greeter_handler
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]
 

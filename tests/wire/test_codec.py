@@ -1,4 +1,4 @@
-"""greeter.codec: corrupt request bytes never become a (silently wrong) message."""
+"""greeter.wire.codec: corrupt request bytes never become a (silently wrong) message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""greeter.compression: grpc-encoding gzip / deflate / identity (gRPC doc/compression.md)."""
+"""greeter.wire.compression: grpc-encoding gzip / deflate / identity (gRPC doc/compression.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""greeter.framing: Length-Prefixed-Message encoding and reassembly (PROTOCOL-HTTP2.md)."""
+"""greeter.wire.framing: Length-Prefixed-Message encoding and reassembly (PROTOCOL-HTTP2.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""greeter.metadata: grpc-timeout, grpc-message and custom metadata (PROTOCOL-HTTP2.md)."""
+"""greeter.wire.metadata: grpc-timeout, grpc-message and custom metadata (PROTOCOL-HTTP2.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""greeter.protowire: strict schema-free walk of the protobuf wire format."""
+"""greeter.wire.protowire: strict schema-free walk of the protobuf wire format."""
 
 from __future__ import annotations
 

@@ -1,23 +1,24 @@
 """The `abuse` fixture: a server subprocess per attack, the shared checks, and a memory table.
 
+The machinery (AbuseRun, the /proc readers, the polite client) is tests.support.abuse; the raw
+connection is tests.support.attacker.Attacker.
+
 Every attack's memory numbers (VmRSS and VmHWM of the server before and after it) are collected
 and printed as a table at the end of the run ("abuse suite: server memory per attack").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
 
-from tests.abuse.attacker import MEMORY_BOUND_MIB, AbuseRun, AttackRecord, abuse_server
-from tests.peers import spawn_greeter_server
+from tests.support.abuse import MEMORY_BOUND_MIB, AbuseFactory, AbuseRun, AttackRecord, abuse_server
+from tests.support.peers import spawn_greeter_server
 
 RECORDS: list[AttackRecord] = []
-
-AbuseFactory = Callable[..., AbstractContextManager[AbuseRun]]
 
 
 @pytest.fixture

@@ -10,16 +10,10 @@ import time
 
 import pytest
 
-from tests.abuse.attacker import (
-    FRAME_SIZE_ERROR,
-    NO_ERROR,
-    PROTOCOL_ERROR,
-    Attacker,
-    error_name,
-    poll_proc,
-    server_holds_connection,
-)
-from tests.abuse.conftest import AbuseFactory
+from greeter.tap.records import error_code_name as error_name
+from tests.support.abuse import AbuseFactory, poll_proc, server_holds_connection
+from tests.support.attacker import Attacker
+from tests.support.h2peer import FRAME_SIZE_ERROR, NO_ERROR, PROTOCOL_ERROR
 
 EXTRA_CONNECTIONS = 50
 

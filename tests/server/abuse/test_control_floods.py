@@ -8,17 +8,17 @@ from collections.abc import Callable, Iterator
 import pytest
 from hyperframe.frame import PingFrame, SettingsFrame
 
-from tests.abuse.attacker import (
+from greeter.tap.records import error_code_name as error_name
+from tests.support.abuse import AbuseFactory
+from tests.support.attacker import Attacker
+from tests.support.h2peer import (
     BIDI_HELLO,
     ENHANCE_YOUR_CALM,
     WAIT,
-    Attacker,
     data_frame,
-    error_name,
     ping_frame,
     window_update_frame,
 )
-from tests.abuse.conftest import AbuseFactory
 
 FLOOD_FRAMES = 10_000
 """Frames per flood: ten times the budget."""

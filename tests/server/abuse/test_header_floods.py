@@ -8,15 +8,15 @@ import pytest
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from tests.abuse.attacker import (
+from greeter.tap.records import error_code_name as error_name
+from tests.support.abuse import AbuseFactory
+from tests.support.h2peer import (
+    DEFAULT_MAX_FRAME_SIZE,
     ENHANCE_YOUR_CALM,
-    MAX_FRAME_PAYLOAD,
     PROTOCOL_ERROR,
     SAY_HELLO,
-    error_name,
+    request_headers,
 )
-from tests.abuse.conftest import AbuseFactory
-from tests.server.rawclient import request_headers
 
 CONTINUATION_FRAMES = 4_000
 """Frames per flood: with 16 KiB each, 62.5 MiB that a server buffering them would hold."""
@@ -28,7 +28,7 @@ HEADER_LIMITS = {"max_header_list_size": 16 * 1024}
     ("payload", "expected_code", "defence"),
     [
         # 16 KiB fragments: greeter's cap on the bytes of one block (16 KiB + 1 KiB) fires.
-        (MAX_FRAME_PAYLOAD, ENHANCE_YOUR_CALM, "header_block"),
+        (DEFAULT_MAX_FRAME_SIZE, ENHANCE_YOUR_CALM, "header_block"),
         # Empty fragments (the 2024 variant: no bytes, all work): h2's cap of 64 frames fires.
         (0, PROTOCOL_ERROR, "header_block"),
     ],

@@ -8,21 +8,18 @@ import time
 import pytest
 from hyperframe.frame import PingFrame, SettingsFrame
 
-from tests.abuse.attacker import (
+from greeter.tap.records import error_code_name as error_name
+from tests.support.abuse import AbuseFactory, cpu_seconds, poll_proc, server_holds_connection
+from tests.support.attacker import Attacker
+from tests.support.h2peer import (
     LOTS_OF_REPLIES,
     NO_ERROR,
     PREFACE,
     WAIT,
-    Attacker,
-    cpu_seconds,
     data_frame,
-    error_name,
     hello_message,
-    poll_proc,
-    server_holds_connection,
     window_update_frame,
 )
-from tests.abuse.conftest import AbuseFactory
 
 BIG_WINDOW = 2**31 - 1
 REPLIES = 1_000_000
@@ -51,13 +48,13 @@ def test_zero_window_reader(abuse: AbuseFactory) -> None:
             attacker.send(window_update_frame(stream_id, 3_000))
             attacker.wait_for(lambda: len(view.data) >= 3_000, WAIT, "3,000 bytes of replies")
             assert not attacker.poll(lambda: len(view.data) > 3_000, 0.2)
-        assert not view.ended and not attacker.goaways
+        assert not view.finished and not attacker.goaways
         run.record.outcome = f"handler blocked (server CPU {busy:.0%}); 3000-byte window -> 3000 B"
 
 
 @pytest.mark.timeout(30)
 def test_zero_window_stream_is_reset_after_write_stall(abuse: AbuseFactory) -> None:
-    """DESIGN.md §6 asks for a send-progress timeout: a stream that cannot send for that long."""
+    """The send-progress limit (`write_stall`): a stream that cannot send for that long is reset."""
     with abuse(timeouts={"write_stall": STALL}) as run:
         attacker = run.attacker(settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
         stream_id, headers = attacker.request(LOTS_OF_REPLIES)

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.abuse.attacker import (
+from greeter.tap.records import error_code_name as error_name
+from tests.support.abuse import AbuseFactory, AbuseRun
+from tests.support.attacker import Attacker
+from tests.support.h2peer import (
     BIDI_HELLO,
     CANCEL,
     ENHANCE_YOUR_CALM,
@@ -15,15 +18,11 @@ from tests.abuse.attacker import (
     REFUSED_STREAM,
     SAY_HELLO,
     WAIT,
-    AbuseRun,
-    Attacker,
     data_frame,
-    error_name,
     hello_message,
+    request_headers,
     rst_frame,
 )
-from tests.abuse.conftest import AbuseFactory
-from tests.server.rawclient import request_headers
 
 ATTACK_STREAMS = 5_000
 """Streams per burst: 25 times the reset budget."""
@@ -126,12 +125,12 @@ def test_too_many_streams(abuse: AbuseFactory) -> None:
             lambda: b"Hello one" in attacker.streams[first].data, WAIT, "reply on stream 1"
         )
         attacker.send(data_frame(first, b"", end_stream=True))
-        attacker.wait_for(lambda: attacker.streams[first].ended, WAIT, "end of stream 1")
+        attacker.wait_for(lambda: attacker.streams[first].finished, WAIT, "end of stream 1")
         assert ("grpc-status", "0") in (attacker.streams[first].trailers or [])
         # Its slot is free again: one more stream is admitted.
         late, headers = attacker.request(BIDI_HELLO)
         attacker.send(headers + data_frame(late, hello_message("late"), end_stream=True))
-        attacker.wait_for(lambda: attacker.streams[late].ended, WAIT, f"stream {late}")
+        attacker.wait_for(lambda: attacker.streams[late].finished, WAIT, f"stream {late}")
         assert attacker.streams[late].reset_code is None
         assert b"Hello late" in attacker.streams[late].data
         run.expect_log(attacker, r"refused: over SETTINGS_MAX_CONCURRENT_STREAMS")

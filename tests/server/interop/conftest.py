@@ -1,37 +1,17 @@
-"""Fixtures of the loopback interop tests: greeter as a subprocess and greeter in-process.
+"""The `inproc` fixture: greeter's Server with Greeter, Health and `test.Probe` in the test's loop.
 
-- `greeter_process`: `python -m greeter serve --port 0` (the CLI path), one for the session; on
-  teardown it must exit 0 on SIGTERM and must never have logged a traceback.
-- `inproc`: greeter's `Server` with Greeter, Health and the test-only `test.Probe` service
-  (tests/interop/probe.py) running in the test's own event loop. Tests using it are async and
-  call blocking clients through `asyncio.to_thread`, so the loop keeps serving meanwhile.
+The `test.Probe` service and the server are tests.support.inprocess. Tests using `inproc` are
+async and call blocking clients through `asyncio.to_thread`, so the loop keeps serving meanwhile.
+The session's CLI server (`greeter_process`, `greeter_target`) comes from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
-from tests.interop.probe import InProcess, in_process_server
-from tests.peers import ServerProcess, spawn_greeter_server
-
-
-@pytest.fixture(scope="session")
-def greeter_process() -> Iterator[ServerProcess]:
-    """greeter's CLI server, shared by every test that only needs Greeter and Health."""
-    with spawn_greeter_server() as process:
-        yield process
-    output = process.lines()
-    assert process.proc.returncode == 0, "\n".join(output)
-    assert not [line for line in output if "Traceback" in line], "\n".join(output)
-
-
-@pytest.fixture
-def greeter_target(greeter_process: ServerProcess) -> str:
-    """The CLI server's target, "127.0.0.1:PORT"."""
-    return greeter_process.target
+from tests.support.inprocess import InProcess, in_process_server
 
 
 @pytest_asyncio.fixture

@@ -2,7 +2,7 @@
 
 Two servers: greeter's CLI (`python -m greeter serve`, a subprocess shared by the session) for the
 Greeter RPCs, sizes, compression and health; greeter's `Server` in the test's event loop with the
-test-only `test.Probe` service (tests/interop/probe.py) for errors, deadlines, cancellation and
+test-only `test.Probe` service (tests.support.inprocess) for errors, deadlines, cancellation and
 metadata, where the test also observes the handler. grpcio's sync API blocks, so the in-process
 tests call it through `asyncio.to_thread` while their loop serves.
 """
@@ -21,8 +21,8 @@ import grpc
 import pytest
 
 from gen.greet import HelloReply, HelloRequest
-from tests.interop.probe import INITIAL_BIN, PROBE, SECRET, InProcess
-from tests.peers import GrpcioGreeter, grpcio_channel, spawn_greeter_server
+from tests.support.inprocess import INITIAL_BIN, PROBE, SECRET, InProcess
+from tests.support.peers import GrpcioGreeter, grpcio_channel, spawn_greeter_server
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.interop.probe import AsSayHello, Probe, in_process_server
-from tests.peers import run_node_client
+from tests.support.inprocess import AsSayHello, Probe, in_process_server
+from tests.support.peers import run_node_client
 
 pytestmark = pytest.mark.timeout(30)
 

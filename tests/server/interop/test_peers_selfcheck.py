@@ -1,4 +1,4 @@
-"""Self-check of the interop peers in tests/peers.py and interop/node.
+"""Self-check of the interop peers in tests/support/peers.py and interop/node.
 
 Before the peers judge greeter, they must agree with each other: the grpc-js client and the grpcio
 client each call both reference servers (grpcio C-core and grpc-js) for every Greeter method, and
@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from gen.greet import HelloRequest
-from tests import peers
-from tests.peers import (
+from tests.support import peers
+from tests.support.peers import (
     GREETER_SERVING_LINE,
     NODE_INSTALL_HINT,
     GrpcioGreeter,

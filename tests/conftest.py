@@ -1,0 +1,31 @@
+"""Fixtures shared by suites in several folders: greeter's CLI server, one for the session.
+
+`greeter_process` runs `python -m greeter serve --port 0` (the real command line) for every test
+that only needs Greeter and Health served (grpcio and grpc-js clients in tests/server/interop,
+greeter's own `hello` in tests/client, reflection in tests/services). On teardown it must exit 0
+on SIGTERM and must never have logged a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.peers import ServerProcess, spawn_greeter_server
+
+
+@pytest.fixture(scope="session")
+def greeter_process() -> Iterator[ServerProcess]:
+    """greeter's CLI server, shared by every test that only needs Greeter and Health."""
+    with spawn_greeter_server() as process:
+        yield process
+    output = process.lines()
+    assert process.proc.returncode == 0, "\n".join(output)
+    assert not [line for line in output if "Traceback" in line], "\n".join(output)
+
+
+@pytest.fixture
+def greeter_target(greeter_process: ServerProcess) -> str:
+    """The CLI server's target, "127.0.0.1:PORT"."""
+    return greeter_process.target
