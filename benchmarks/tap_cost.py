@@ -27,7 +27,10 @@ SERVER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from greeter.server import Server
-from greeter.services.greeter import Greeter
+try:
+    from greeter.services.greeter import Greeter
+except ImportError:  # the baseline predates the layer folders
+    from greeter.service import Greeter
 tap = None
 if {tap_on}:
     from greeter.tap import TapFactory, TraceWriter
