@@ -136,10 +136,31 @@ class ServerConnection:
         except h2.exceptions.ProtocolError as exc:
             events.extend(self._protocol_error(exc))
             return
+        goaway = next(
+            (i for i, e in enumerate(h2_events) if isinstance(e, h2.events.ConnectionTerminated)),
+            None,
+        )
+        if goaway is not None:
+            h2_events = self._peer_goaway(h2_events, goaway)
         for h2_event in h2_events:
             _DISPATCH.get(type(h2_event), _ignore)(self, h2_event, events)
             if self.closed:
                 break
+
+    def _peer_goaway(self, h2_events: list[Any], index: int) -> list[Any]:
+        """The events of a read that holds the peer's GOAWAY, made safe to answer.
+
+        h2 closes its state machine at the GOAWAY while it parses the read, before the core sees
+        the events that came earlier in it; answering them (a refused or rejected request) would
+        then raise. A GOAWAY(NO_ERROR) only says the peer opens no more streams, and RFC 9113
+        §6.8 lets the streams it already opened finish, so h2 is put back to open (it has no
+        "draining" state). After an error GOAWAY the connection is over: what came before it in
+        the read is moot.
+        """
+        if h2_events[index].error_code:
+            return h2_events[index:]
+        self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        return h2_events
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> list[Event]:
         code = int(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
@@ -448,12 +469,7 @@ class ServerConnection:
         self, event: h2.events.ConnectionTerminated, out: list[Event]
     ) -> None:
         code = int(event.error_code or 0)
-        if code == ErrorCodes.NO_ERROR:
-            # A client's GOAWAY(NO_ERROR) only says it opens no more streams; RFC 9113 §6.8 lets
-            # the streams it already opened finish. h2 would refuse every further send, so its
-            # connection state machine is put back to open (it has no "draining" state).
-            self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
-        else:
+        if code != ErrorCodes.NO_ERROR:  # NO_ERROR: in-flight streams finish (see _peer_goaway)
             self.closed = True
             self._streams.clear()
         reason = (event.additional_data or b"").decode("utf-8", "replace")

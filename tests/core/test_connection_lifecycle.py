@@ -15,6 +15,7 @@ from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame
 from greeter.core.config import CoreConfig
 from greeter.core.events import (
     ConnectionTerminated,
+    Event,
     MessageReceived,
     RequestEnded,
     RequestReceived,
@@ -24,7 +25,8 @@ from greeter.core.events import (
 )
 from greeter.core.server_connection import MAX_STREAM_ID, SHUTDOWN_PING
 from greeter.wire.errors import StreamGoneError
-from tests.support.core_pair import Pair
+from tests.support.core_pair import Pair, RawPair
+from tests.support.h2peer import header_frames, request_headers
 
 
 def answer(pair: Pair, sid: int, reply: bytes = b"done") -> None:
@@ -223,3 +225,40 @@ def test_peer_goaway_with_an_error_closes_everything() -> None:
     with pytest.raises(StreamGoneError):
         pair.core.send_message(sid, b"x")
     assert pair.core.receive_data(b"\x00" * 9) == []
+
+
+def one_read(pair: RawPair, *frames: bytes) -> list[Event]:
+    return pair.send(b"".join(frames))
+
+
+@pytest.mark.parametrize(
+    ("headers", "answer_frames"),
+    [
+        (request_headers(method="GET"), ["HEADERS", "DATA"]),  # 405 with a short body
+        (request_headers(te="gzip"), ["RST_STREAM"]),  # malformed: a stream error
+    ],
+    ids=["rejected", "malformed"],
+)
+def test_a_request_answered_in_the_read_that_holds_a_goaway_no_error(
+    headers: list[tuple[str, str]], answer_frames: list[str]
+) -> None:
+    # h2 closes its state machine at the GOAWAY while parsing the read, before the core answers
+    # the request that came first: the answer must still go out (found by the fuzz test).
+    pair = RawPair()
+    block = pair.encoder.encode(headers)
+    goaway = GoAwayFrame(0, last_stream_id=1, error_code=ErrorCodes.NO_ERROR).serialize()
+    events = one_read(pair, header_frames(1, block, end_stream=True), goaway)
+    assert [type(e) for e in events] == [RequestRejected, ConnectionTerminated]
+    assert events[-1] == ConnectionTerminated(ErrorCodes.NO_ERROR, 1, "", local=False)
+    assert [summary[0] for summary in pair.wire(1)] == answer_frames
+    assert not pair.core.closed
+
+
+def test_a_request_in_the_read_that_holds_an_error_goaway_is_moot() -> None:
+    pair = RawPair()
+    block = pair.encoder.encode(request_headers(method="GET"))
+    goaway = GoAwayFrame(0, last_stream_id=0, error_code=ErrorCodes.PROTOCOL_ERROR).serialize()
+    events = one_read(pair, header_frames(1, block, end_stream=True), goaway)
+    assert events == [ConnectionTerminated(ErrorCodes.PROTOCOL_ERROR, 0, "", local=False)]
+    assert pair.core.closed
+    assert pair.wire(1) == []
