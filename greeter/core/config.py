@@ -70,11 +70,13 @@ class _LimitCheckedPerStream(h2.settings.Settings):
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
-def new_h2_connection(config: CoreConfig) -> h2.connection.H2Connection:
-    """A server-side H2Connection advertising `config`'s limits."""
+def new_h2_connection(
+    config: CoreConfig, *, client_side: bool = False
+) -> h2.connection.H2Connection:
+    """An H2Connection advertising `config`'s limits, for the server role or the client role."""
     connection = h2.connection.H2Connection(
         h2.config.H2Configuration(
-            client_side=False,
+            client_side=client_side,
             header_encoding=None,
             # Validation moves to greeter.core.headers (stream errors, not connection errors);
             # outbound headers are built by us and need no second check.
@@ -84,13 +86,16 @@ def new_h2_connection(config: CoreConfig) -> h2.connection.H2Connection:
             normalize_outbound_headers=False,
         )
     )
-    connection.local_settings = _LimitCheckedPerStream(
-        client=False,
-        initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
-            SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
-            SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
-        },
-    )
+    limits = {
+        SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+        SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
+    }
+    if client_side:
+        # A gRPC client accepts no server push (PROTOCOL-HTTP2.md); the server opens no streams.
+        limits[SettingCodes.ENABLE_PUSH] = 0
+        connection.local_settings = h2.settings.Settings(client=True, initial_values=limits)
+    else:
+        server = {SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams, **limits}
+        connection.local_settings = _LimitCheckedPerStream(client=False, initial_values=server)
     connection.decoder.max_header_list_size = config.max_header_list_size
     return connection

@@ -81,11 +81,12 @@ class FrameScanner:
 
     __slots__ = ("_partial", "_preface_seen", "_skip", "max_frame_size", "oversized", "quiet")
 
-    def __init__(self, max_frame_size: int) -> None:
+    def __init__(self, max_frame_size: int, *, preface: bool = True) -> None:
         self.max_frame_size = max_frame_size
         self.oversized: FrameHead | None = None
         self.quiet = False
-        self._preface_seen = 0
+        self._preface_seen = 0 if preface else len(CLIENT_PREFACE)
+        """Bytes of the client preface seen; a client's scanner (a server's bytes) has none."""
         self._partial = b""
         self._skip = 0
 
@@ -174,7 +175,9 @@ class PingPolicy:
 class Defences:
     """Every budget of one connection, fed by the core as frames and events arrive."""
 
-    def __init__(self, config: CoreConfig, max_frame_size: int) -> None:
+    def __init__(
+        self, config: CoreConfig, max_frame_size: int, *, peer_preface: bool = True
+    ) -> None:
         self.resets = RateBudget(config.reset_budget, config.reset_window)
         self.control = RateBudget(config.control_frame_budget, config.control_frame_window)
         self.pings = PingPolicy(
@@ -184,8 +187,11 @@ class Defences:
         self.max_header_block = (
             config.max_header_list_size + HEADER_BLOCK_SLACK if block is None else block
         )
-        self.scanner = FrameScanner(max_frame_size)
+        self.scanner = FrameScanner(max_frame_size, preface=peer_preface)
         self.headers_ends: list[int] = []
+        self.goaway_ends: list[int] = []
+        self._goaway_rest = 0
+        """Bytes of a GOAWAY frame that a previous read began and the next one completes."""
         self._block_bytes: int | None = None
         """Bytes of the header block in progress; None between blocks."""
         self._block_frames = 0
@@ -204,9 +210,18 @@ class Defences:
         """Check the frame headers in newly received bytes, before h2 parses them.
 
         Also sets `headers_ends`: where each HEADERS frame complete in `data` ends, so the core
-        can hand h2 a read full of new streams a few at a time (see ServerConnection).
+        can hand h2 a read full of new streams a few at a time (see ServerConnection), and
+        `goaway_ends`: where each GOAWAY frame ends (h2 refuses every frame after a GOAWAY in
+        the same call, so the core feeds it what follows separately; see Connection).
         """
         self.headers_ends = ends = []
+        self.goaway_ends = goaways = []
+        if self._goaway_rest:
+            if self._goaway_rest <= len(data):
+                goaways.append(self._goaway_rest)
+                self._goaway_rest = 0
+            else:
+                self._goaway_rest -= len(data)
         scanner = self.scanner
         for head in scanner.feed(data):
             trip = self._header_block(head) or self._control_frame(head, now, send_blocked)
@@ -214,6 +229,11 @@ class Defences:
                 return trip
             if head.type == HEADERS and head.end <= len(data):
                 ends.append(head.end)
+            elif head.type == GOAWAY:
+                if head.end <= len(data):
+                    goaways.append(head.end)
+                else:
+                    self._goaway_rest = head.end - len(data)
         if scanner.oversized is not None:
             detail = f"frame of {scanner.oversized.length} bytes over SETTINGS_MAX_FRAME_SIZE"
             return Trip("frame_size", detail, FRAME_SIZE_ERROR, b"frame too large")

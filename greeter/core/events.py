@@ -1,5 +1,9 @@
 """What the sans-IO core tells its driver: small frozen records, one per thing that happened.
 
+The server role reports requests (RequestReceived, RequestEnded, ...), the client role responses
+(ResponseStarted, CallEnded); MessageReceived, SendUnblocked, ConnectionTerminated and the rest
+are shared.
+
 Named in the past tense; the driver (greeter.server.driver, or a test) reacts to them. Every event
 that concerns an RPC carries the HTTP/2 stream id.
 """
@@ -115,6 +119,35 @@ class KeepaliveAcknowledged:
     """The peer acknowledged the PING of `ServerConnection.send_keepalive_ping`: it is alive."""
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    """Client role: the response's headers arrived (a gRPC response that goes on)."""
+
+    stream_id: int
+    metadata: Metadata
+    """Initial metadata (custom fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """Client role: the call is over, with its status; the stream is forgotten.
+
+    From the trailers (or Trailers-Only), or decided by the core: a response that is not gRPC,
+    bad message data (the core reset the stream), the peer's RST_STREAM, its GOAWAY. With
+    `unprocessed` the server never processed the call (REFUSED_STREAM, or a stream above the
+    GOAWAY's last stream id): it may be retried transparently (gRFC A6).
+    """
+
+    stream_id: int
+    status: Status
+    message: str
+    metadata: Metadata = ()
+    """Trailing metadata (custom fields)."""
+    details: bytes | None = None
+    """grpc-status-details-bin: a serialized google.rpc.Status."""
+    unprocessed: bool = False
+
+
 Event = (
     RequestReceived
     | MessageReceived
@@ -127,4 +160,6 @@ Event = (
     | ShutdownAcknowledged
     | DefenceTriggered
     | KeepaliveAcknowledged
+    | ResponseStarted
+    | CallEnded
 )

@@ -1,9 +1,10 @@
-"""gRPC request validation and response header blocks, as pure functions over HPACK header lists.
+"""gRPC header rules of both roles, as pure functions over HPACK header lists.
 
-The core calls `parse_request` on every request's
-header list and builds every header block it sends with the functions below. h2's own header
-validation is switched off (see greeter.core.config): h2 turns a malformed request into a
-*connection* error, while RFC 9113 §8.1.1 makes it a *stream* error, so the rules live here.
+The server role validates requests (`parse_request`) and builds response blocks; the client role
+builds request blocks (`request_headers`) and classifies response blocks (`parse_response`,
+`call_status`). h2's own header validation is switched off (see greeter.core.config): h2 turns
+malformed headers into a *connection* error, while RFC 9113 §8.1.1 makes them a *stream* error,
+so the rules live here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from grpclib.const import Status
 
 from greeter.core.events import Metadata
 from greeter.wire import compression, metadata
-from greeter.wire.errors import MalformedRequestError, RejectedRequestError
+from greeter.wire.errors import MalformedHeadersError, RejectedRequestError
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -60,22 +61,22 @@ def _split(headers: HeaderList) -> tuple[dict[str, str], list[tuple[str, str]]]:
         name = raw_name.decode("latin-1")
         value = raw_value.decode("latin-1")
         if not name or name != name.lower():
-            raise MalformedRequestError(f"header name {name!r} is empty or not lower-case")
+            raise MalformedHeadersError(f"header name {name!r} is empty or not lower-case")
         if b"\x00" in raw_value or b"\r" in raw_value or b"\n" in raw_value:
-            raise MalformedRequestError(f"header {name!r} carries NUL, CR or LF")
+            raise MalformedHeadersError(f"header {name!r} carries NUL, CR or LF")
         if name[0] == ":":
             if regular:
-                raise MalformedRequestError(f"pseudo-header {name} after a regular header")
+                raise MalformedHeadersError(f"pseudo-header {name} after a regular header")
             if name not in REQUEST_PSEUDO_HEADERS or name in pseudo:
-                raise MalformedRequestError(f"unknown or repeated pseudo-header {name}")
+                raise MalformedHeadersError(f"unknown or repeated pseudo-header {name}")
             pseudo[name] = value
         elif name in CONNECTION_SPECIFIC or (name == "te" and value != "trailers"):
-            raise MalformedRequestError(f"connection-specific header {name}: {value}")
+            raise MalformedHeadersError(f"connection-specific header {name}: {value}")
         else:
             regular.append((name, value))
     for required in (":method", ":scheme", ":path"):
         if not pseudo.get(required):
-            raise MalformedRequestError(f"missing pseudo-header {required}")
+            raise MalformedHeadersError(f"missing pseudo-header {required}")
     return pseudo, regular
 
 
@@ -221,3 +222,168 @@ def http_error_headers(http_status: int, status: Status, message: str) -> Header
         (b"content-type", b"text/plain; charset=utf-8"),
         *trailers(status, message),
     ]
+
+
+# -- the client role: request blocks out, response blocks in ------------------------------------
+
+# doc/http-grpc-status-mapping.md: the status of a response without grpc-status, by HTTP status.
+HTTP_TO_GRPC_STATUS = {
+    400: Status.INTERNAL,
+    401: Status.UNAUTHENTICATED,
+    403: Status.PERMISSION_DENIED,
+    404: Status.UNIMPLEMENTED,
+    429: Status.UNAVAILABLE,
+    502: Status.UNAVAILABLE,
+    503: Status.UNAVAILABLE,
+    504: Status.UNAVAILABLE,
+}
+
+
+def request_headers(
+    path: str,
+    authority: str,
+    *,
+    scheme: str = "http",
+    timeout: float | None = None,
+    encoding: str = compression.IDENTITY,
+    user_agent: str | None = None,
+    custom: Iterable[tuple[str, str | bytes]] = (),
+) -> HeaderList:
+    """Request-Headers (PROTOCOL-HTTP2.md "Requests"): pseudo-headers, te, the call's settings,
+    then custom metadata (reserved or invalid keys are refused with ValueError)."""
+    fields: HeaderList = [
+        (b":method", b"POST"),
+        (b":scheme", scheme.encode()),
+        (b":path", path.encode()),
+        (b":authority", authority.encode()),
+        (b"te", b"trailers"),
+        (b"content-type", b"application/grpc"),
+    ]
+    if timeout is not None:
+        fields.append((b"grpc-timeout", metadata.encode_timeout(timeout).encode()))
+    if encoding != compression.IDENTITY:
+        fields.append((b"grpc-encoding", encoding.encode()))
+    fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
+    if user_agent:
+        fields.append((b"user-agent", user_agent.encode()))
+    fields.extend(encode_metadata(custom))
+    return fields
+
+
+class CallStatus:
+    """How a call ended, as the response said (or as its absence implies)."""
+
+    __slots__ = ("details", "message", "metadata", "status")
+
+    def __init__(
+        self,
+        status: Status,
+        message: str = "",
+        metadata: Metadata = (),
+        details: bytes | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.metadata = metadata
+        """Trailing metadata (custom fields only)."""
+        self.details = details
+        """grpc-status-details-bin, decoded from base64: a serialized google.rpc.Status."""
+
+
+class ResponseHead:
+    """What the client needs of a response's first header block; built by `parse_response`."""
+
+    __slots__ = ("encoding", "end", "metadata")
+
+    def __init__(self, encoding: str, metadata: Metadata, end: CallStatus | None) -> None:
+        self.encoding = encoding
+        """The response's grpc-encoding (identity when absent)."""
+        self.metadata = metadata
+        """Initial metadata (custom fields only)."""
+        self.end = end
+        """Set when this block ends the call: Trailers-Only, or a response that is not gRPC."""
+
+
+def response_fields(block: HeaderList) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Pseudo-headers and regular fields of a response block (RFC 9113 §8.3.2: only :status)."""
+    pseudo: dict[str, str] = {}
+    regular: list[tuple[str, str]] = []
+    for raw_name, raw_value in block:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        if not name or name != name.lower():
+            raise MalformedHeadersError(f"response header name {name!r} is not lower-case")
+        if name.startswith(":"):
+            if name != ":status" or regular or name in pseudo:
+                raise MalformedHeadersError(f"misplaced or unknown pseudo-header {name}")
+            pseudo[name] = value
+        else:
+            regular.append((name, value))
+    return pseudo, regular
+
+
+def _custom(regular: Iterable[tuple[str, str]]) -> Metadata:
+    custom: list[tuple[str, str | bytes]] = []
+    for name, value in regular:
+        if not metadata.is_reserved_header(name) or name == "user-agent":
+            try:
+                custom.append((name, metadata.decode_metadata_value(name, value)))
+            except ValueError:
+                continue  # a malformed -bin value is dropped, as grpc-go drops it
+    return tuple(custom)
+
+
+def call_status(regular: list[tuple[str, str]]) -> CallStatus:
+    """The call's end from trailer fields: grpc-status, grpc-message, details, metadata.
+
+    A missing or unparsable grpc-status is UNKNOWN (doc/http-grpc-status-mapping.md), as is a
+    code outside the 17 gRPC defines (doc/statuscodes.md).
+    """
+    fields = dict(regular)
+    raw = fields.get("grpc-status")
+    message = metadata.decode_grpc_message(fields.get("grpc-message", ""))
+    if raw is None:
+        return CallStatus(Status.UNKNOWN, message or "missing grpc-status", _custom(regular))
+    try:
+        status = Status(int(raw))
+    except ValueError:
+        return CallStatus(Status.UNKNOWN, message or f"invalid grpc-status {raw!r}")
+    details = None
+    if "grpc-status-details-bin" in fields:
+        try:
+            decoded = metadata.decode_metadata_value(
+                "grpc-status-details-bin", fields["grpc-status-details-bin"]
+            )
+        except ValueError:
+            decoded = None
+        details = decoded if isinstance(decoded, bytes) else None
+    return CallStatus(status, message, _custom(regular), details)
+
+
+def parse_response(block: HeaderList, *, ends_stream: bool) -> ResponseHead:
+    """Classify a response's first header block (PROTOCOL-HTTP2.md "Responses").
+
+    A non-200 `:status` or a content-type that is not gRPC ends the call at once with the
+    status doc/http-grpc-status-mapping.md names (UNKNOWN for a 200 that is not gRPC), unless
+    the block carries a grpc-status (Trailers-Only), which then wins. Raises
+    MalformedHeadersError for a block no HTTP/2 response may have.
+    """
+    pseudo, regular = response_fields(block)
+    if ":status" not in pseudo:
+        raise MalformedHeadersError("response without :status")
+    fields = dict(regular)
+    has_status = "grpc-status" in fields
+    if ends_stream or has_status:
+        end: CallStatus | None = call_status(regular)
+    else:
+        end = None
+    http_status = pseudo[":status"]
+    media_type = fields.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not has_status and http_status != "200":
+        code = int(http_status) if http_status.isdigit() else 0
+        status = HTTP_TO_GRPC_STATUS.get(code, Status.UNKNOWN)
+        end = CallStatus(status, f"HTTP status {http_status} (not a gRPC response)")
+    elif not has_status and media_type not in GRPC_CONTENT_TYPES:
+        end = CallStatus(Status.UNKNOWN, f"invalid gRPC response content-type {media_type!r}")
+    encoding = fields.get("grpc-encoding", compression.IDENTITY)
+    return ResponseHead(encoding, _custom(regular), end)

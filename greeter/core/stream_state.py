@@ -1,8 +1,9 @@
-"""Per-RPC state of the sans-IO core and the rules applied to each chunk of a request.
+"""Per-RPC state of the sans-IO core and the rules applied to each chunk of received data.
 
-No h2 here. The core (greeter.core.server_connection) keeps one StreamState per RPC: its
-message reassembly, decompression and flow-control credit on the way in, its queued bytes and
-trailers on the way out.
+No h2 here. Both roles of the core keep one StreamState per RPC: its message reassembly,
+decompression and flow-control credit on the way in (requests for the server, responses for the
+client), its queued bytes on the way out, and how the outbound side ends (trailers for the
+server, a half-close for the client).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ class StreamState:
     """Per-RPC state the core keeps between events."""
 
     __slots__ = (
+        "announced_encoding",
         "closing",
+        "compression_encoding",
         "decoder",
-        "encoding",
+        "half_close",
         "headers_sent",
+        "inbound_encoding",
         "max_message_size",
         "outbound",
+        "peer_ended",
         "queued",
-        "request_ended",
-        "response_encoding",
-        "sent_encoding",
         "stream_id",
         "trailers",
         "unconsumed",
@@ -37,22 +39,27 @@ class StreamState:
     def __init__(
         self,
         stream_id: int,
-        encoding: str,
+        inbound_encoding: str,
         max_message_size: int,
-        response_encoding: str = compression.IDENTITY,
+        compression_encoding: str = compression.IDENTITY,
     ) -> None:
         self.stream_id = stream_id
-        self.encoding = encoding
-        self.response_encoding = response_encoding
-        """What compressed response messages use (chosen from grpc-accept-encoding)."""
-        self.sent_encoding = compression.IDENTITY
-        """The grpc-encoding the response headers announced: identity means no compression."""
+        self.inbound_encoding = inbound_encoding
+        """The peer's grpc-encoding: how its compressed messages are decompressed."""
+        self.compression_encoding = compression_encoding
+        """What our compressed messages would use (the server: chosen from grpc-accept-encoding;
+        the client: the call's request compression)."""
+        self.announced_encoding = compression.IDENTITY
+        """The grpc-encoding our headers announced: identity means no compression."""
         self.max_message_size = max_message_size
         self.decoder = MessageDecoder(max_message_size)
-        self.request_ended = False
+        self.peer_ended = False
+        """The peer's END_STREAM arrived."""
         self.headers_sent = False
         self.closing = False
-        """Trailers are queued: further request data is acknowledged and dropped."""
+        """The RPC is over here: further data from the peer is acknowledged and dropped."""
+        self.half_close = False
+        """Client: END_STREAM goes out once the queued messages have."""
         self.outbound: deque[bytes | memoryview] = deque()
         self.queued = 0
         """Bytes in `outbound`: what the peer's window must admit before the sender may go on."""
@@ -61,17 +68,17 @@ class StreamState:
         """Flow-controlled bytes of delivered messages the application has not consumed yet."""
 
     def header_encoding(self, compress: bool) -> str:
-        """The grpc-encoding response headers announce: the response encoding when compressing."""
-        return self.response_encoding if compress else compression.IDENTITY
+        """The grpc-encoding our headers announce: the compression encoding when compressing."""
+        return self.compression_encoding if compress else compression.IDENTITY
 
     def outbound_message(self, payload: bytes, compress: bool) -> tuple[int, bytes]:
-        """(compressed flag, body) of one response message, per the headers already sent.
+        """(compressed flag, body) of one outbound message, per the headers already sent.
 
         Compressed only when asked and the headers announced an encoding: a flag-1 message on a
-        response without grpc-encoding would be a protocol error for the client.
+        stream without grpc-encoding would be a protocol error for the peer.
         """
-        if compress and self.sent_encoding != compression.IDENTITY:
-            return 1, compression.compress(self.sent_encoding, payload)
+        if compress and self.announced_encoding != compression.IDENTITY:
+            return 1, compression.compress(self.announced_encoding, payload)
         return 0, payload
 
     def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int, bool]]]:
@@ -103,10 +110,10 @@ class StreamState:
     def _decompress(self, message: FramedMessage) -> bytes:
         if not message.compressed:
             return message.payload
-        if self.encoding == compression.IDENTITY:
+        if self.inbound_encoding == compression.IDENTITY:
             # PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding is a protocol error.
             raise UnannouncedCompressionError
-        return compression.decompress(self.encoding, message.payload, self.max_message_size)
+        return compression.decompress(self.inbound_encoding, message.payload, self.max_message_size)
 
 
 def take_frame(outbound: deque[bytes | memoryview], room: int) -> bytes | memoryview:

@@ -17,9 +17,10 @@ says how it is answered (the core maps errors to the wire in one place, from the
     │   ├── UnannouncedCompressionError  flag set, no grpc-encoding       INTERNAL
     │   └── WireFormatError              not protobuf wire format         INTERNAL
     ├── InvalidTimeoutError          grpc-timeout outside its grammar     INTERNAL
-    ├── MalformedRequestError        RFC 9113 §8.1.1                      RST_STREAM(PROTOCOL_ERROR)
+    ├── MalformedHeadersError        RFC 9113 §8.1.1                      RST_STREAM(PROTOCOL_ERROR)
     ├── RejectedRequestError         refused by gRPC rules                its status and HTTP status
-    └── StreamGoneError              a command names a closed stream      CANCELLED
+    ├── StreamGoneError              a command names a closed stream      CANCELLED
+    └── UnavailableError             the connection takes no new call     UNAVAILABLE
 
 Programming errors (a bad argument, a call out of order) stay ValueError, TypeError and
 RuntimeError, as in the standard library; `InvalidTimeoutError` and `WireFormatError` are also
@@ -37,12 +38,13 @@ __all__ = [
     "FramingError",
     "GreeterError",
     "InvalidTimeoutError",
-    "MalformedRequestError",
+    "MalformedHeadersError",
     "MessageError",
     "MessageTooLargeError",
     "RejectedRequestError",
     "StreamGoneError",
     "UnannouncedCompressionError",
+    "UnavailableError",
     "WireFormatError",
 ]
 
@@ -116,8 +118,8 @@ class InvalidTimeoutError(GreeterError, ValueError):
     """grpc-timeout does not match its grammar (grpc-go and C-core answer INTERNAL)."""
 
 
-class MalformedRequestError(GreeterError):
-    """RFC 9113 §8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR."""
+class MalformedHeadersError(GreeterError):
+    """RFC 9113 §8.1.1: a malformed request or response is a stream error (PROTOCOL_ERROR)."""
 
     error_code = ErrorCodes.PROTOCOL_ERROR
 
@@ -135,3 +137,9 @@ class StreamGoneError(GreeterError):
     """A command named a stream that is no longer open (reset, finished or never started)."""
 
     status = Status.CANCELLED
+
+
+class UnavailableError(GreeterError):
+    """A call cannot start on this connection: the peer sent GOAWAY, or the connection closed."""
+
+    status = Status.UNAVAILABLE

@@ -32,6 +32,7 @@ from hyperframe.frame import (
 from greeter.core import headers
 from greeter.core.budget import RateBudget
 from greeter.core.config import CoreConfig
+from greeter.core.connection import KEEPALIVE_PING
 from greeter.core.events import (
     ConnectionTerminated,
     DefenceTriggered,
@@ -40,7 +41,6 @@ from greeter.core.events import (
     RequestReceived,
     StreamReset,
 )
-from greeter.core.server_connection import KEEPALIVE_PING
 from greeter.wire.framing import encode_message
 from tests.support.core_pair import Pair, RawPair
 from tests.support.h2peer import request_headers
