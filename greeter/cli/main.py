@@ -17,16 +17,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
-from grpclib.client import Channel
-from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
 
 from greeter.cli.limits import add_limit_arguments, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
-from greeter.client.tapped_channel import TappedChannel
+from greeter.client.channel import Channel
+from greeter.client.targets import parse_target
 from greeter.server import Server, Service
 from greeter.server.tls import client_context, server_context
 from greeter.server.workers import (
@@ -50,9 +49,6 @@ DEFAULT_PORT = 50051
 INTEROP_PORT = 10000
 """interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
-UDS_TLS_SERVER_NAME = "localhost"
-"""The name a TLS server behind a Unix socket must have in its certificate (gRPC's default
-authority for unix: targets is "localhost" too)."""
 
 
 def _parse_target(target: str) -> tuple[str, int]:
@@ -62,15 +58,14 @@ def _parse_target(target: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _parse_client_target(target: str) -> tuple[str, int] | str:
-    """HOST:PORT, or a Unix socket as gRPC names them: unix:PATH or unix:///ABSOLUTE/PATH."""
-    if target.startswith(UNIX_PREFIX):
-        path = target.removeprefix(UNIX_PREFIX)
-        path = path.removeprefix("//")
-        if not path:
-            raise argparse.ArgumentTypeError(f"expected unix:PATH, got {target!r}")
-        return path
-    return _parse_target(target)
+def _parse_client_target(target: str) -> str:
+    """A gRPC target (host:port, [v6]:port, dns:, ipv4:, ipv6:, unix:PATH); the port defaults
+    to 50051, greeter's."""
+    try:
+        parse_target(target, DEFAULT_PORT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +138,7 @@ def _add_hello_parser(commands: Any) -> None:
     hello.add_argument(
         "--target",
         type=_parse_client_target,
-        default=(DEFAULT_HOST, DEFAULT_PORT),
+        default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
         metavar="HOST:PORT|unix:PATH",
     )
     hello.add_argument(
@@ -298,31 +293,16 @@ async def interop_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _channel_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """grpclib Channel keywords for hello's --target and --tls-* options."""
-    options: dict[str, Any] = {}
-    if args.tls_ca is not None or args.tls_cert is not None:
-        options["ssl"] = client_context(args.tls_ca, args.tls_cert, args.tls_key)
-    if isinstance(args.target, str):
-        options["path"] = args.target
-        if "ssl" in options:  # no host name to verify: the certificate must name localhost
-            options["config"] = Configuration(ssl_target_name_override=UDS_TLS_SERVER_NAME)
-    else:
-        options["host"], options["port"] = args.target
-    return options
-
-
 async def hello(args: argparse.Namespace) -> int:
     types = _message_types("gen.greet")
-    options = _channel_arguments(args)
+    tls = None
+    if args.tls_ca is not None or args.tls_cert is not None:
+        tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
     with open_trace(args, role="client", default_stream=sys.stderr, types=types) as tap:
-        channel = Channel(**options) if tap is None else TappedChannel(tap=tap, **options)
-        try:
-            reply = await GreeterStub(channel).say_hello(
-                HelloRequest(name=args.name), timeout=args.timeout
-            )
-        finally:
-            channel.close()
+        async with Channel(args.target, ssl=tls, tap=tap, default_port=DEFAULT_PORT) as channel:
+            # betterproto2's stubs annotate grpclib's Channel; greeter's honours the same contract.
+            stub = GreeterStub(cast(Any, channel))
+            reply = await stub.say_hello(HelloRequest(name=args.name), timeout=args.timeout)
     print(reply.message)
     return 0
 

@@ -1,12 +1,32 @@
-"""The client side as it is today: grpclib Channels with greeter's additions.
+"""greeter's client: an asyncio `Channel` on the client role of the sans-IO core.
 
-- propagation: `PropagatingChannel`, whose calls inside a handler inherit its deadline;
-- tapped_channel: `TappedChannel`, whose connections the wire tap observes.
+- channel: `Channel`, a drop-in for grpclib's under the generated stubs (targets, one connection
+  per address, round-robin, backoff, GOAWAY-safe, transparent retry, deadline propagation);
+- call: `ClientCall`, one call as the stubs drive it; `call_options()` and `capture_calls()` for
+  the calls a stub makes; transport: one connection's asyncio side;
+- targets, backoff, connectivity, config: target names, reconnect backoff, channel states,
+  `ClientConfig`;
+- propagation: deadline inheritance (and `PropagatingChannel`, grpclib's Channel with it);
+  tapped_channel: `TappedChannel`, a traced grpclib Channel.
 """
 
 from __future__ import annotations
 
+from greeter.client.call import ClientCall, call_options, capture_calls
+from greeter.client.channel import Channel
+from greeter.client.config import ClientConfig
+from greeter.client.connectivity import ChannelState
 from greeter.client.propagation import PropagatingChannel, inherited_deadline
 from greeter.client.tapped_channel import TappedChannel
 
-__all__ = ["PropagatingChannel", "TappedChannel", "inherited_deadline"]
+__all__ = [
+    "Channel",
+    "ChannelState",
+    "ClientCall",
+    "ClientConfig",
+    "PropagatingChannel",
+    "TappedChannel",
+    "call_options",
+    "capture_calls",
+    "inherited_deadline",
+]

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from greeter.wire import protowire
+
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
 
@@ -55,3 +57,23 @@ def encode_status(code: int, message: str, details: Iterable[Any]) -> bytes:
         )
         out += _length_delimited(3, packed)
     return bytes(out)
+
+
+def decode_status_details(data: bytes) -> list[tuple[str, bytes]]:
+    """The details of a serialized google.rpc.Status: (type URL, packed message) per Any.
+
+    Raises WireFormatError when `data` is not protobuf. Fields it does not know are skipped, as
+    protobuf parsers do.
+    """
+    details: list[tuple[str, bytes]] = []
+    for field in protowire.iter_fields(data):
+        if field.number != 3 or not isinstance(field.value, bytes):
+            continue
+        url, value = "", b""
+        for part in protowire.iter_fields(field.value):
+            if part.number == 1 and isinstance(part.value, bytes):
+                url = part.value.decode("utf-8", "replace")
+            elif part.number == 2 and isinstance(part.value, bytes):
+                value = part.value
+        details.append((url, value))
+    return details

@@ -1,0 +1,418 @@
+"""One client call as the generated stubs drive it: grpclib's client `Stream` API on greeter's core.
+
+`ClientCall` offers what betterproto2's grpclib-style stubs call (`send_request`,
+`send_message(msg, end=)`, `end`, `recv_message`, `async for`, `recv_initial_metadata`,
+`recv_trailing_metadata`, `cancel`, `async with`) plus `initial_metadata`, `trailing_metadata`,
+`peer` and `status`. Every failure surfaces as `grpclib.exceptions.GRPCError` with the status the
+spec names: the local deadline as DEADLINE_EXCEEDED, a lost connection as UNAVAILABLE, a bad
+response as the core decided (greeter.core.client_connection).
+
+Request messages are kept (up to `retry_buffer_size`) until the response starts: a call the
+server never processed (REFUSED_STREAM, or above a GOAWAY's last stream id) is retried on another
+connection without the caller noticing (gRFC A6 transparent retry).
+
+Generated stubs hide the call object; `capture_calls()` records the calls made in a block so
+their metadata and status can be read, and `call_options()` sets compression and wait-for-ready
+for the calls made in a block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from google.protobuf import any_pb2  # type: ignore[import-untyped]
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError
+from grpclib.metadata import Deadline
+from grpclib.protocol import Peer
+from multidict import MultiDict
+
+from greeter.client.config import ClientConfig
+from greeter.core.events import CallEnded, MessageReceived, ResponseStarted
+from greeter.wire import codec
+from greeter.wire.errors import StreamGoneError, UnavailableError, WireFormatError
+from greeter.wire.status_details import decode_status_details
+
+if TYPE_CHECKING:
+    from greeter.client.transport import ClientTransport
+
+SendT = TypeVar("SendT")
+RecvT = TypeVar("RecvT")
+Metadata = MultiDict[str | bytes]
+
+
+class CallHost(Protocol):
+    """What a call needs from its channel (greeter.client.channel.Channel implements it)."""
+
+    config: ClientConfig
+
+    async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
+        """A connection that takes a call now; GRPCError when there is none."""
+        ...
+
+    def call_done(self) -> None:
+        """The call released its stream."""
+        ...
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-call settings the stubs cannot pass; None keeps the channel's."""
+
+    compression: str | None = None
+    wait_for_ready: bool | None = None
+
+
+_OPTIONS: ContextVar[CallOptions | None] = ContextVar("greeter_call_options", default=None)
+_CAPTURE: ContextVar[list[ClientCall[Any, Any]] | None] = ContextVar(
+    "greeter_captured_calls", default=None
+)
+
+
+@contextlib.contextmanager
+def call_options(
+    *, compression: str | None = None, wait_for_ready: bool | None = None
+) -> Iterator[None]:
+    """Calls started in the block (in this task) use these settings."""
+    token = _OPTIONS.set(CallOptions(compression, wait_for_ready))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def capture_calls() -> Iterator[list[ClientCall[Any, Any]]]:
+    """The calls started in the block (in this task), to read metadata and status afterwards::
+
+    with capture_calls() as calls:
+        await stub.say_hello(HelloRequest(name="x"))
+    print(calls[0].initial_metadata, calls[0].trailing_metadata)
+    """
+    calls: list[ClientCall[Any, Any]] = []
+    token = _CAPTURE.set(calls)
+    try:
+        yield calls
+    finally:
+        _CAPTURE.reset(token)
+
+
+def grpc_error(end: CallEnded) -> GRPCError:
+    """The GRPCError of a call that ended with a status other than OK; details as protobuf Anys."""
+    details: list[Any] | None = None
+    if end.details:
+        with contextlib.suppress(WireFormatError):
+            details = [
+                any_pb2.Any(type_url=url, value=value)
+                for url, value in decode_status_details(end.details)
+            ]
+    return GRPCError(end.status, end.message or None, details)
+
+
+class ClientCall(Generic[SendT, RecvT]):
+    """One call: created by `Channel.request`, used as ``async with`` by the stubs."""
+
+    def __init__(
+        self,
+        channel: CallHost,
+        path: str,
+        cardinality: Cardinality,
+        request_type: type[SendT],
+        reply_type: type[RecvT],
+        *,
+        deadline: Deadline | None,
+        metadata: list[tuple[str, str | bytes]],
+    ) -> None:
+        self._channel = channel
+        self.path = path
+        self.cardinality = cardinality
+        self.request_type = request_type
+        self.reply_type = reply_type
+        self.deadline = deadline
+        self._metadata = metadata
+        options = _OPTIONS.get() or CallOptions()
+        config = channel.config
+        self.compression = options.compression or config.compression
+        self.wait_for_ready = (
+            config.wait_for_ready if options.wait_for_ready is None else options.wait_for_ready
+        )
+        self._loop = asyncio.get_running_loop()
+        self._transport: ClientTransport | None = None
+        self._stream_id = 0
+        self._inbox: deque[MessageReceived] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._started = False
+        self._request_ended = False
+        self._sent: list[bytes] | None = []
+        """Request payloads kept for a transparent retry; None once committed."""
+        self._sent_bytes = 0
+        self._attempts = 0
+        self._retrying: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.outcome: CallEnded | None = None
+        """How the call ended (status, message, trailing metadata); None while it runs."""
+        self.initial_metadata: Metadata | None = None
+        self.trailing_metadata: Metadata | None = None
+        self.peer: Peer | None = None
+        captured = _CAPTURE.get()
+        if captured is not None:
+            captured.append(self)
+
+    @property
+    def status(self) -> Status | None:
+        return self.outcome.status if self.outcome is not None else None
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send_request(self, *, end: bool = False) -> None:
+        """Start the call (request headers); with `end`, half-close at once."""
+        if not self._started:
+            self._started = True
+            if self.deadline is not None:
+                self._timer = self._loop.call_at(
+                    self._loop.time() + self.deadline.time_remaining(), self._deadline_passed
+                )
+            await self._attempt()
+        if end:
+            await self.end_request()
+
+    async def send_message(self, message: SendT, *, end: bool = False) -> None:
+        """Send one request message; waits while the server's flow-control window is closed."""
+        if not self._started:
+            await self.send_request()
+        payload = codec.encode(message)
+        limit = self._channel.config.max_send_message_size
+        if limit is not None and len(payload) > limit:
+            self._finish_locally(
+                Status.RESOURCE_EXHAUSTED,
+                f"sent message larger than max ({len(payload)} vs. {limit})",
+            )
+            self._raise_if_failed()
+        self._keep_for_retry(payload)
+        self._command_send(payload)
+        transport = self._transport
+        conn = transport.conn if transport is not None else None
+        if conn is not None and self.outcome is None and conn.is_send_blocked(self._stream_id):
+            assert transport is not None
+            transport.flush()
+            await transport.send_window_open(self._stream_id)
+        if end:
+            await self.end_request()
+
+    async def end_request(self) -> None:
+        """Half-close: no more request messages."""
+        if not self._started:
+            await self.send_request()
+        if self._request_ended:
+            return
+        self._request_ended = True
+        if (
+            self.outcome is None
+            and self._transport is not None
+            and self._transport.conn is not None
+        ):
+            with contextlib.suppress(StreamGoneError):
+                self._transport.conn.end_request(self._stream_id)
+            self._transport.schedule_flush()
+
+    async def end(self) -> None:
+        """grpclib's name for `end_request` (what the stubs call)."""
+        await self.end_request()
+
+    def _command_send(self, payload: bytes) -> None:
+        transport = self._transport
+        if self.outcome is not None or transport is None or transport.conn is None:
+            return  # the call is over: its status surfaces when the response is read
+        compress = self.compression != "identity"
+        with contextlib.suppress(StreamGoneError):
+            transport.conn.send_message(self._stream_id, payload, compress=compress)
+        transport.schedule_flush()
+
+    def _keep_for_retry(self, payload: bytes) -> None:
+        if self._sent is None:
+            return
+        self._sent_bytes += len(payload)
+        if self._sent_bytes > self._channel.config.retry_buffer_size:
+            self._sent = None  # too much to replay: committed (gRFC A6)
+        else:
+            self._sent.append(payload)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def recv_initial_metadata(self) -> Metadata:
+        """The response headers' metadata; GRPCError when the call ended without a response."""
+        while self.initial_metadata is None and self.outcome is None:
+            await self._wait()
+        if self.initial_metadata is None:
+            self._raise_if_failed()
+            self.initial_metadata = MultiDict()
+        return self.initial_metadata
+
+    async def recv_message(self) -> RecvT | None:
+        """The next response message; None after the last one; GRPCError if the call failed."""
+        if not self._started:
+            await self.send_request()
+        while not self._inbox:
+            if self.outcome is not None:
+                self._raise_if_failed()
+                return None
+            await self._wait()
+        event = self._inbox.popleft()
+        transport = self._transport
+        if transport is not None and transport.conn is not None:
+            transport.conn.acknowledge(self._stream_id, event.flow_bytes)
+            transport.schedule_flush()
+        try:
+            message: RecvT = codec.decode(self.reply_type, event.payload)
+        except Exception as exc:
+            self._cancel_stream()
+            self._finish_locally(Status.INTERNAL, f"could not decode the response: {exc}")
+            self._raise_if_failed()
+            raise
+        return message
+
+    def __aiter__(self) -> AsyncIterator[RecvT]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[RecvT]:
+        while (message := await self.recv_message()) is not None:
+            yield message
+
+    async def recv_trailing_metadata(self) -> Metadata:
+        """Wait for the call's end; its trailing metadata, or GRPCError for a status not OK."""
+        while self.outcome is None:
+            self._inbox.clear()  # unread messages are dropped, as grpclib does
+            await self._wait()
+        self._raise_if_failed()
+        assert self.trailing_metadata is not None
+        return self.trailing_metadata
+
+    async def cancel(self) -> None:
+        """Abandon the call with RST_STREAM(CANCEL); it ends CANCELLED."""
+        if self.outcome is None:
+            self._cancel_stream()
+            self._finish_locally(Status.CANCELLED, "cancelled by the client")
+
+    async def __aenter__(self) -> ClientCall[SendT, RecvT]:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc is not None:
+                await self.cancel()
+            elif self._started:
+                await self.recv_trailing_metadata()
+        finally:
+            self._release()
+
+    # -- fed by the transport (CallSink) ---------------------------------------------------------
+
+    def response_started(self, event: ResponseStarted) -> None:
+        self._sent = None  # the server processed the call: no transparent retry from now on
+        self.initial_metadata = MultiDict(event.metadata)
+        self._wake()
+
+    def message_received(self, event: MessageReceived) -> None:
+        self._inbox.append(event)
+        self._wake()
+
+    def call_ended(self, event: CallEnded) -> None:
+        if self.outcome is not None:
+            return
+        retry = event.unprocessed and self._sent is not None
+        if retry and self._attempts <= self._channel.config.max_transparent_retries:
+            self._transport = None
+            self._retrying = self._loop.create_task(self._attempt())
+            return
+        self._set_outcome(event)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _attempt(self) -> None:
+        """Start (or restart) the call on a connection the channel picks; replay what was sent."""
+        while self.outcome is None:
+            self._attempts += 1
+            try:
+                transport = await self._channel.pick(self.wait_for_ready, self.deadline)
+            except GRPCError as exc:
+                self._finish_locally(exc.status, exc.message or "")
+                return
+            timeout = self.deadline.time_remaining() if self.deadline is not None else None
+            if timeout is not None and timeout <= 0:
+                self._finish_locally(Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                return
+            assert transport.conn is not None
+            try:
+                stream_id = transport.conn.start_call(
+                    self.path,
+                    metadata=self._metadata,
+                    timeout=timeout,
+                    compression_encoding=self.compression,
+                )
+            except UnavailableError:
+                continue  # that connection just stopped taking calls: pick again
+            except (ValueError, TypeError) as exc:
+                self._finish_locally(Status.INTERNAL, f"invalid request metadata: {exc}")
+                self._raise_if_failed()
+            self._transport, self._stream_id = transport, stream_id
+            self.peer = transport.peer
+            transport.calls[stream_id] = self
+            for payload in self._sent or ():
+                self._command_send(payload)
+            if self._request_ended:
+                transport.conn.end_request(stream_id)
+            transport.schedule_flush()
+            return
+
+    def _set_outcome(self, end: CallEnded) -> None:
+        self.outcome = end
+        self.trailing_metadata = MultiDict(end.metadata)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake()
+
+    def _finish_locally(self, status: Status, message: str) -> None:
+        if self.outcome is None:
+            self._set_outcome(CallEnded(self._stream_id, status, message))
+            self._release()
+
+    def _deadline_passed(self) -> None:
+        if self.outcome is None:
+            self._cancel_stream()
+            self._finish_locally(Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    def _cancel_stream(self) -> None:
+        transport = self._transport
+        if transport is not None and transport.conn is not None and self.outcome is None:
+            transport.conn.reset_stream(self._stream_id)
+            transport.schedule_flush()
+
+    def _release(self) -> None:
+        if self._retrying is not None and not self._retrying.done():
+            self._retrying.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.release(self._stream_id)
+            self._channel.call_done()
+
+    def _raise_if_failed(self) -> None:
+        if self.outcome is not None and self.outcome.status != Status.OK:
+            raise grpc_error(self.outcome)
+
+    async def _wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

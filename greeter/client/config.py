@@ -1,0 +1,50 @@
+"""Settings of a client channel: plain frozen dataclasses.
+
+`ClientConfig` bundles the core's `CoreConfig` (receive limit, windows, defences against a
+hostile server) with what only a client decides: the send limit, request compression, whether
+calls wait for a connection, the connection backoff (doc/connection-backoff.md) and the buffer
+that lets a call the server never processed be retried transparently (gRFC A6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greeter.client.backoff import BackoffPolicy
+from greeter.core.config import CoreConfig
+from greeter.wire import compression
+
+DEFAULT_USER_AGENT = "grpc-python-greeter"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Channel settings; every field is also settable per call where gRPC allows it."""
+
+    limits: CoreConfig = field(default_factory=CoreConfig)
+    """`limits.max_receive_message_size` (4 MiB, as grpc) bounds every response message."""
+    max_send_message_size: int | None = None
+    """Largest request message; above it the call fails RESOURCE_EXHAUSTED (None: no limit)."""
+    compression: str = compression.IDENTITY
+    """Request compression of every call: identity, gzip or deflate."""
+    wait_for_ready: bool = False
+    """Calls wait for a connection instead of failing UNAVAILABLE at once (gRPC's default off)."""
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    retry_buffer_size: int = 256 * 1024
+    """Request bytes a call keeps for a transparent retry (gRFC A6 per-RPC buffer limit)."""
+    max_transparent_retries: int = 5
+    """Attempts after the first for a call the server never processed (REFUSED_STREAM, GOAWAY)."""
+    user_agent: str = DEFAULT_USER_AGENT
+
+    def __post_init__(self) -> None:
+        if not compression.is_supported(self.compression):
+            raise ValueError(
+                f"ClientConfig.compression: {self.compression!r} is not one of identity, gzip,"
+                " deflate"
+            )
+        if self.max_send_message_size is not None and self.max_send_message_size < 0:
+            raise ValueError("ClientConfig.max_send_message_size must be >= 0 or None")
+        if self.retry_buffer_size < 0 or self.max_transparent_retries < 0:
+            raise ValueError(
+                "ClientConfig.retry_buffer_size and max_transparent_retries must be >= 0"
+            )
