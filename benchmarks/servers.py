@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -43,42 +43,9 @@ async def grpclib_server(port: int) -> None:
 
 async def grpc_aio_server(port: int) -> None:
     """grpc.aio (C-core) with generic handlers: betterproto2 messages as its serializers."""
-    import grpc  # noqa: PLC0415
+    from tests.support.aio_greeter import greeter_server  # noqa: PLC0415
 
-    from gen.greet import HelloReply, HelloRequest  # noqa: PLC0415
-
-    async def say_hello(request: HelloRequest, context: Any) -> HelloReply:
-        return HelloReply(message=f"Hello {request.name}")
-
-    async def lots_of_replies(request: HelloRequest, context: Any) -> AsyncIterator[HelloReply]:
-        for index in range(1, request.count + 1):
-            yield HelloReply(message=f"Hello {request.name} #{index}")
-
-    async def lots_of_greetings(requests: AsyncIterator[HelloRequest], context: Any) -> HelloReply:
-        names = [request.name async for request in requests]
-        return HelloReply(message="Hello " + ", ".join(names))
-
-    async def bidi_hello(
-        requests: AsyncIterator[HelloRequest], context: Any
-    ) -> AsyncIterator[HelloReply]:
-        async for request in requests:
-            yield HelloReply(message=f"Hello {request.name}")
-
-    codec: dict[str, Any] = {
-        "request_deserializer": HelloRequest.FromString,
-        "response_serializer": bytes,
-    }
-    handlers = {
-        "SayHello": grpc.unary_unary_rpc_method_handler(say_hello, **codec),
-        "LotsOfReplies": grpc.unary_stream_rpc_method_handler(lots_of_replies, **codec),
-        "LotsOfGreetings": grpc.stream_unary_rpc_method_handler(lots_of_greetings, **codec),
-        "BidiHello": grpc.stream_stream_rpc_method_handler(bidi_hello, **codec),
-    }
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("greet.Greeter", handlers)]
-    )
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    server, _ = greeter_server(port)
     await server.start()
     await server.wait_for_termination()
 

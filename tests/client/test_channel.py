@@ -7,7 +7,8 @@ its own threads, grpc-js's in Node. Every call goes through the unchanged better
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from greeter.client import Channel, ChannelState, ClientConfig, call_options, ca
 from greeter.core.config import CoreConfig
 from greeter.server import Server, ServerConfig
 from greeter.services.greeter import Greeter
-from tests.support.peers import grpc_js_server, grpcio_server
+from tests.support.aio_greeter import running_greeter_server
+from tests.support.peers import grpc_js_server, grpcio_server, spawn_grpc_js_server
 from tests.support.probe import Probe, path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
@@ -212,3 +214,40 @@ async def test_unix_socket_and_ipv4_list_targets(tmp_path: Path) -> None:
                 assert calls[0].peer is not None
                 peers.add(calls[0].peer.addr()[1])
         assert peers == {one.port, two.port}  # round-robin over both addresses
+
+
+async def test_the_four_rpcs_against_grpc_aio() -> None:
+    async with running_greeter_server() as (_, target), Channel(target) as channel:
+        await all_four(GreeterStub(channel))
+
+
+async def read_through_shutdown(target: str, count: int, stop: Callable[[], object]) -> int:
+    """Stream `count` replies, calling `stop()` after the 10th; how many arrived."""
+    received = 0
+    async with Channel(target) as channel:
+        async for reply in GreeterStub(channel).lots_of_replies(
+            HelloRequest(name="g", count=count), timeout=20
+        ):
+            received += 1
+            assert reply.message == f"Hello g #{received}"
+            if received == 10:
+                stop()
+    return received
+
+
+async def test_graceful_shutdown_of_grpc_aio_lets_the_stream_finish() -> None:
+    async with running_greeter_server() as (server, target):
+        stopping: list[asyncio.Task[None]] = []
+        count = await read_through_shutdown(
+            target, 20_000, lambda: stopping.append(asyncio.create_task(server.stop(15)))
+        )
+        assert count == 20_000
+        await asyncio.wait_for(stopping[0], 15)
+
+
+async def test_graceful_shutdown_of_grpc_js_lets_the_stream_finish() -> None:
+    with spawn_grpc_js_server() as process:
+        count = await read_through_shutdown(
+            process.target, 20_000, lambda: process.proc.send_signal(signal.SIGTERM)
+        )
+        assert count == 20_000
