@@ -101,13 +101,13 @@ class Channel:
         )
 
     def close(self) -> None:
-        """Close every connection (calls in flight end UNAVAILABLE); the channel is SHUTDOWN."""
+        """Close every connection with GOAWAY (calls in flight end UNAVAILABLE); SHUTDOWN."""
         self._closed = True
         self.connectivity.set(ChannelState.SHUTDOWN)
         for task in self._connecting.values():
             task.cancel()
         for transport in list(self._transports.values()):
-            transport.abort()
+            transport.close()  # GOAWAY, then the socket closes once its buffer is written
         self._transports.clear()
 
     async def __aenter__(self) -> Channel:
