@@ -679,12 +679,12 @@ def report(found: list[Contender], cols: list[Column], args: argparse.Namespace)
     return "\n".join(lines) + "\n"
 
 
-def replace_section(page: str, text: str) -> str:
-    """`page` with the lines between its BEGIN and END markers replaced by `text`."""
-    start, end = page.find(BEGIN), page.find(END)
-    if start < 0 or end < start or page.count(BEGIN) != 1 or page.count(END) != 1:
-        raise ValueError(f"expected one {BEGIN} line followed by one {END} line")
-    return page[: start + len(BEGIN)] + "\n\n" + text.strip("\n") + "\n\n" + page[end:]
+def replace_section(page: str, text: str, begin: str = BEGIN, finish: str = END) -> str:
+    """`page` with the lines between its `begin` and `finish` markers replaced by `text`."""
+    start, end = page.find(begin), page.find(finish)
+    if start < 0 or end < start or page.count(begin) != 1 or page.count(finish) != 1:
+        raise ValueError(f"expected one {begin} line followed by one {finish} line")
+    return page[: start + len(begin)] + "\n\n" + text.strip("\n") + "\n\n" + page[end:]
 
 
 def target_page(args: argparse.Namespace) -> Path | None:
