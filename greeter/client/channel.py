@@ -32,7 +32,7 @@ from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState, Connectivity
 from greeter.client.propagation import inherited_deadline
 from greeter.client.targets import Address, Target, parse_target, resolve
-from greeter.client.transport import ClientTransport
+from greeter.client.transport import ClientTransport, Keepalive
 from greeter.tap.attach import ObserverFactory
 
 log = logging.getLogger("greeter.client")
@@ -74,6 +74,8 @@ class Channel:
         self._retry_at = 0.0
         self._last_error = ""
         self._slot_freed: asyncio.Event | None = None
+        self._keepalive_time = self.config.keepalive_time
+        """Doubled whenever a server answers our PINGs with GOAWAY "too_many_pings" (gRFC A8)."""
         self._closed = False
 
     # -- grpclib's Channel contract ------------------------------------------------------------
@@ -121,6 +123,11 @@ class Channel:
     @property
     def state(self) -> ChannelState:
         return self.connectivity.state
+
+    @property
+    def keepalive_time(self) -> float | None:
+        """The keepalive interval new connections use (doubled after "too_many_pings")."""
+        return self._keepalive_time
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect now (calls connect lazily anyway); GRPCError(UNAVAILABLE) on failure."""
@@ -198,6 +205,7 @@ class Channel:
                 tap=self.tap,
                 connection_id=next(self._connection_ids),
                 on_draining=self._draining,
+                keepalive=self._keepalive(),
             )
             tls: dict[str, Any] = {}
             if self.ssl is not None:
@@ -216,8 +224,24 @@ class Channel:
         finally:
             self._connecting.pop(address, None)
 
+    def _keepalive(self) -> Keepalive | None:
+        if self._keepalive_time is None:
+            return None
+        config = self.config
+        return Keepalive(
+            self._keepalive_time, config.keepalive_timeout, config.keepalive_without_calls
+        )
+
     def _draining(self, transport: ClientTransport) -> None:
         """A connection stopped taking calls (GOAWAY or lost): later calls use another one."""
+        if transport.too_many_pings and self._keepalive_time is not None:
+            transport.too_many_pings = False  # reported once (GOAWAY, then the lost socket)
+            self._keepalive_time *= 2
+            log.warning(
+                "server %s: too many pings; keepalive time now %g s",
+                self.authority,
+                self._keepalive_time,
+            )
         for address, live in list(self._transports.items()):
             if live is transport:
                 del self._transports[address]

@@ -35,6 +35,13 @@ class ClientConfig:
     max_transparent_retries: int = 5
     """Attempts after the first for a call the server never processed (REFUSED_STREAM, GOAWAY)."""
     user_agent: str = DEFAULT_USER_AGENT
+    keepalive_time: float | None = None
+    """Seconds between keepalive PINGs on a connection with calls (gRFC A8; None: off, as in
+    gRPC). A GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings") doubles it for the channel."""
+    keepalive_timeout: float = 20.0
+    """A PING not acknowledged in time closes the connection; its calls end UNAVAILABLE."""
+    keepalive_without_calls: bool = False
+    """PING also while no call is in flight (servers' policies usually forbid it)."""
 
     def __post_init__(self) -> None:
         if not compression.is_supported(self.compression):
@@ -44,6 +51,10 @@ class ClientConfig:
             )
         if self.max_send_message_size is not None and self.max_send_message_size < 0:
             raise ValueError("ClientConfig.max_send_message_size must be >= 0 or None")
+        if self.keepalive_time is not None and self.keepalive_time <= 0:
+            raise ValueError("ClientConfig.keepalive_time must be > 0 seconds or None")
+        if self.keepalive_timeout <= 0:
+            raise ValueError("ClientConfig.keepalive_timeout must be > 0 seconds")
         if self.retry_buffer_size < 0 or self.max_transparent_retries < 0:
             raise ValueError(
                 "ClientConfig.retry_buffer_size and max_transparent_retries must be >= 0"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from grpclib.const import Status
@@ -25,6 +26,7 @@ from greeter.core.events import (
     ConnectionTerminated,
     DefenceTriggered,
     Event,
+    KeepaliveAcknowledged,
     MessageReceived,
     ResponseStarted,
     SendUnblocked,
@@ -32,6 +34,15 @@ from greeter.core.events import (
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 
 log = logging.getLogger("greeter.client")
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """A connection's keepalive: PING every `time` s, close when one is not ACKed in `timeout`."""
+
+    time: float
+    timeout: float
+    without_calls: bool
 
 
 class CallSink(Protocol):
@@ -57,6 +68,7 @@ class ClientTransport(asyncio.Protocol):
         tap: ObserverFactory | None,
         connection_id: int,
         on_draining: Callable[[ClientTransport], None],
+        keepalive: Keepalive | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._config = config
@@ -76,6 +88,11 @@ class ClientTransport(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self.conn: ClientConnection | None = None
         self.peer: Peer | None = None
+        self._keepalive = keepalive
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_deadline: asyncio.TimerHandle | None = None
+        self.too_many_pings = False
+        """The server said GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings")."""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -105,10 +122,14 @@ class ClientTransport(asyncio.Protocol):
             return
         if not self.ready.done() and not self.conn.closed:
             self.ready.set_result(None)
+            self._arm_keepalive()
         self.schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc else "closed by the server"
+        for timer in (self._ping_timer, self._ping_deadline):
+            if timer is not None:
+                timer.cancel()
         if self.conn is not None:
             for event in self.conn.connection_lost(reason):
                 self._dispatch(event)
@@ -210,6 +231,11 @@ class ClientTransport(asyncio.Protocol):
                 call.call_ended(event)
         elif isinstance(event, SendUnblocked):
             self._wake(event.stream_id)
+        elif isinstance(event, KeepaliveAcknowledged):
+            if self._ping_deadline is not None:
+                self._ping_deadline.cancel()
+                self._ping_deadline = None
+            self._arm_keepalive()
         elif isinstance(event, ConnectionTerminated):
             self._terminated(event)
         elif isinstance(event, DefenceTriggered):
@@ -227,6 +253,7 @@ class ClientTransport(asyncio.Protocol):
             self.flush()
             self.transport.close()
         elif event.error_code:
+            self.too_many_pings = event.reason == "too_many_pings"
             log.info(
                 "server %s closed the connection: GOAWAY %d %s",
                 self._peer_name(),
@@ -234,6 +261,32 @@ class ClientTransport(asyncio.Protocol):
                 event.reason,
             )
         self._on_draining(self)
+
+    # -- keepalive (gRFC A8) ---------------------------------------------------------------------
+
+    def _arm_keepalive(self) -> None:
+        if self._keepalive is not None and not self.draining:
+            self._ping_timer = self._loop.call_later(self._keepalive.time, self._keepalive_due)
+
+    def _keepalive_due(self) -> None:
+        keepalive = self._keepalive
+        if keepalive is None or self.conn is None or self.draining:
+            return
+        if not self.calls and not keepalive.without_calls:
+            self._arm_keepalive()  # nothing to keep alive now: look again later
+            return
+        self.conn.send_keepalive_ping()
+        self.flush()
+        self._ping_deadline = self._loop.call_later(keepalive.timeout, self._keepalive_missed)
+
+    def _keepalive_missed(self) -> None:
+        log.warning(
+            "keepalive PING to %s not acknowledged in %.1f s; closing the connection",
+            self._peer_name(),
+            self._keepalive.timeout if self._keepalive is not None else 0.0,
+        )
+        self._end_all("keepalive timeout: the server did not answer a PING")
+        self.abort()
 
     def _end_all(self, reason: str) -> None:
         """The connection failed here (the core already forgot its streams): end every call."""
