@@ -1,6 +1,7 @@
 """The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
-`interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases.
+`interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases,
+`interop-client` runs those cases against such a server (greeter.cli.interop_client).
 `serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
 runs on uvloop when it is installed and can share its port among processes (greeter.server.workers).
 
@@ -22,6 +23,7 @@ from typing import Any, cast
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
 
+from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_proxy_parser(commands)
     _add_replay_parser(commands)
     _add_interop_parser(commands)
+    add_interop_client_parser(commands)
     return parser
 
 
@@ -337,6 +340,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "proxy": proxy,
     "replay": replay,
     "interop-server": interop_server,
+    "interop-client": interop_client,
 }
 
 

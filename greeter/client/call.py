@@ -3,9 +3,10 @@
 `ClientCall` offers what betterproto2's grpclib-style stubs call (`send_request`,
 `send_message(msg, end=)`, `end`, `recv_message`, `async for`, `recv_initial_metadata`,
 `recv_trailing_metadata`, `cancel`, `async with`) plus `initial_metadata`, `trailing_metadata`,
-`peer` and `status`. Every failure surfaces as `grpclib.exceptions.GRPCError` with the status the
-spec names: the local deadline as DEADLINE_EXCEEDED, a lost connection as UNAVAILABLE, a bad
-response as the core decided (greeter.core.client_connection).
+`peer`, `status` and `last_message_compressed`. Every failure surfaces as
+`grpclib.exceptions.GRPCError` with the status the spec names: the local deadline as
+DEADLINE_EXCEEDED, a lost connection as UNAVAILABLE, a bad response as the core decided
+(greeter.core.client_connection).
 
 Request messages are kept (up to `retry_buffer_size`) until the response starts: a call the
 server never processed (REFUSED_STREAM, or above a GOAWAY's last stream id) is retried on another
@@ -149,7 +150,7 @@ class ClientCall(Generic[SendT, RecvT]):
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
         self._request_ended = False
-        self._sent: list[bytes] | None = []
+        self._sent: list[tuple[bytes, bool]] | None = []
         """Request payloads kept for a transparent retry; None once committed."""
         self._sent_bytes = 0
         self._attempts = 0
@@ -160,6 +161,9 @@ class ClientCall(Generic[SendT, RecvT]):
         self.initial_metadata: Metadata | None = None
         self.trailing_metadata: Metadata | None = None
         self.peer: Peer | None = None
+        self.last_message_compressed: bool | None = None
+        """Whether the response message `recv_message` returned last arrived compressed on the
+        wire (its compressed flag was set); None before the first message. Read-only."""
         captured = _CAPTURE.get()
         if captured is not None:
             captured.append(self)
@@ -182,8 +186,15 @@ class ClientCall(Generic[SendT, RecvT]):
         if end:
             await self.end_request()
 
-    async def send_message(self, message: SendT, *, end: bool = False) -> None:
-        """Send one request message; waits while the server's flow-control window is closed."""
+    async def send_message(
+        self, message: SendT, *, end: bool = False, compress: bool | None = None
+    ) -> None:
+        """Send one request message; waits while the server's flow-control window is closed.
+
+        `compress` overrides, for this message, whether it is compressed with the call's
+        compression (None: compressed when the call has one); a call without compression never
+        compresses.
+        """
         if not self._started:
             await self.send_request()
         payload = codec.encode(message)
@@ -194,8 +205,10 @@ class ClientCall(Generic[SendT, RecvT]):
                 f"sent message larger than max ({len(payload)} vs. {limit})",
             )
             self._raise_if_failed()
-        self._keep_for_retry(payload)
-        self._command_send(payload)
+        if compress is None:
+            compress = self.compression != "identity"
+        self._keep_for_retry(payload, compress)
+        self._command_send(payload, compress)
         transport = self._transport
         conn = transport.conn if transport is not None else None
         if conn is not None and self.outcome is None and conn.is_send_blocked(self._stream_id):
@@ -225,23 +238,22 @@ class ClientCall(Generic[SendT, RecvT]):
         """grpclib's name for `end_request` (what the stubs call)."""
         await self.end_request()
 
-    def _command_send(self, payload: bytes) -> None:
+    def _command_send(self, payload: bytes, compress: bool) -> None:
         transport = self._transport
         if self.outcome is not None or transport is None or transport.conn is None:
             return  # the call is over: its status surfaces when the response is read
-        compress = self.compression != "identity"
         with contextlib.suppress(StreamGoneError):
             transport.conn.send_message(self._stream_id, payload, compress=compress)
         transport.schedule_flush()
 
-    def _keep_for_retry(self, payload: bytes) -> None:
+    def _keep_for_retry(self, payload: bytes, compress: bool) -> None:
         if self._sent is None:
             return
         self._sent_bytes += len(payload)
         if self._sent_bytes > self._channel.config.retry_buffer_size:
             self._sent = None  # too much to replay: committed (gRFC A6)
         else:
-            self._sent.append(payload)
+            self._sent.append((payload, compress))
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -268,6 +280,7 @@ class ClientCall(Generic[SendT, RecvT]):
         if transport is not None and transport.conn is not None:
             transport.conn.acknowledge(self._stream_id, event.flow_bytes)
             transport.schedule_flush()
+        self.last_message_compressed = event.compressed
         try:
             message: RecvT = codec.decode(self.reply_type, event.payload)
         except Exception as exc:
@@ -363,8 +376,8 @@ class ClientCall(Generic[SendT, RecvT]):
             self._transport, self._stream_id = transport, stream_id
             self.peer = transport.peer
             transport.calls[stream_id] = self
-            for payload in self._sent or ():
-                self._command_send(payload)
+            for payload, compress in self._sent or ():
+                self._command_send(payload, compress)
             if self._request_ended:
                 transport.conn.end_request(stream_id)
             transport.schedule_flush()

@@ -16,6 +16,9 @@ gRPC's doc/interop-test-descriptions.md ("Server" section):
   compressed flag fails the RPC with INVALID_ARGUMENT. The description asks nothing of a
   message with `expect_compressed` false, so a compressed one is accepted (as grpc-go does).
 
+The stubs (`TestServiceStub`, `UnimplementedServiceStub`) and messages are re-exported for
+`greeter interop-client` (greeter.cli.interop_client), which may not import gen/ itself.
+
 Not in this slice: `fill_username` / `fill_oauth_scope` / `fill_server_id` (authentication and
 xDS cases).
 UnimplementedCall and UnimplementedService stay UNIMPLEMENTED (the generated bases raise it).
@@ -43,8 +46,30 @@ from gen.grpc.testing import (
     StreamingOutputCallRequest,
     StreamingOutputCallResponse,
     TestServiceBase,
+    TestServiceStub,
+    UnimplementedServiceStub,
 )
 from greeter.server.context import RpcContext, current_rpc
+
+__all__ = [
+    "ECHO_INITIAL",
+    "ECHO_TRAILING",
+    "BoolValue",
+    "EchoStatus",
+    "Empty",
+    "Payload",
+    "PayloadType",
+    "ResponseParameters",
+    "SimpleRequest",
+    "SimpleResponse",
+    "StreamingInputCallRequest",
+    "StreamingInputCallResponse",
+    "StreamingOutputCallRequest",
+    "StreamingOutputCallResponse",
+    "TestService",
+    "TestServiceStub",
+    "UnimplementedServiceStub",
+]
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
