@@ -89,7 +89,9 @@ class ClientConnection(Connection):
         if self.closed or self.goaway_last_stream_id is not None:
             return False
         limit = self._h2.remote_settings.max_concurrent_streams
-        return self._h2.open_outbound_streams < limit
+        if len(self._streams) + 1 < limit:
+            return True  # far from the limit: h2's exact count walks every stream it knows
+        return bool(self._h2.open_outbound_streams < limit)
 
     @property
     def draining(self) -> bool:
@@ -152,6 +154,7 @@ class ClientConnection(Connection):
     def _sent_everything(self, stream: StreamState) -> None:
         if stream.half_close:
             stream.half_close = False
+            stream.local_ended = True
             # The server may have reset the stream meanwhile: its CallEnded says so.
             with contextlib.suppress(*STREAM_GONE, h2.exceptions.StreamClosedError):
                 self._h2.end_stream(stream.stream_id)
@@ -277,10 +280,13 @@ class ClientConnection(Connection):
         out.append(CallEnded(stream.stream_id, status, message))
 
     def _forget(self, stream: StreamState, reset: bool) -> None:
+        """Forget an ended call; reset its stream when told to, or when the request is still
+        open (the server answered before the client half-closed: the stream would otherwise stay
+        open, and count against the server's stream limit, for ever)."""
         self._streams.pop(stream.stream_id, None)
         stream.closing = True
         self._release(stream)
-        if reset:
+        if reset or not stream.local_ended:
             self._reset_quietly(stream.stream_id, ErrorCodes.CANCEL)
 
 

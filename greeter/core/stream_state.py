@@ -27,6 +27,7 @@ class StreamState:
         "half_close",
         "headers_sent",
         "inbound_encoding",
+        "local_ended",
         "max_message_size",
         "outbound",
         "peer_ended",
@@ -60,6 +61,8 @@ class StreamState:
         """The RPC is over here: further data from the peer is acknowledged and dropped."""
         self.half_close = False
         """Client: END_STREAM goes out once the queued messages have."""
+        self.local_ended = False
+        """Client: our END_STREAM went out (the request is complete)."""
         self.outbound: deque[bytes | memoryview] = deque()
         self.queued = 0
         """Bytes in `outbound`: what the peer's window must admit before the sender may go on."""

@@ -256,3 +256,17 @@ def test_the_server_stream_limit_is_respected() -> None:
     assert not link.client.accepts_calls
     with pytest.raises(UnavailableError):
         link.client.start_call(PATH)
+
+
+def test_a_response_that_ends_before_the_request_resets_the_stream() -> None:
+    # Without the reset the stream stays half-open in h2 for ever and counts against the
+    # server's SETTINGS_MAX_CONCURRENT_STREAMS (grpc-go resets it too).
+    server = RawServer()
+    sid = server.client.start_call(PATH)
+    server.client.send_message(sid, b"more to come")
+    server.pump()
+    server.respond(sid, [*GRPC_HEADERS, ("grpc-status", "0")], end=True)
+    assert ended(server.pump()) == [CallEnded(sid, Status.OK, "")]
+    resets = [e for e in server.h2_events if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [(sid, ErrorCodes.CANCEL)]
+    assert server.client._h2.open_outbound_streams == 0
