@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from greeter.client.call import ClientCall, call_options, capture_calls
+from greeter.client.call import ClientCall, ClientInterceptor, call_options, capture_calls
 from greeter.client.channel import Channel
 from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState
@@ -24,6 +24,7 @@ __all__ = [
     "ChannelState",
     "ClientCall",
     "ClientConfig",
+    "ClientInterceptor",
     "PropagatingChannel",
     "TappedChannel",
     "call_options",

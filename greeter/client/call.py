@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -43,15 +44,44 @@ from greeter.wire.status_details import decode_status_details
 if TYPE_CHECKING:
     from greeter.client.transport import ClientTransport
 
+log = logging.getLogger("greeter.client")
+
 SendT = TypeVar("SendT")
 RecvT = TypeVar("RecvT")
 Metadata = MultiDict[str | bytes]
+
+
+class ClientInterceptor:
+    """Middleware for every call of a channel, of the four kinds: override what you need.
+
+    `Channel(target, interceptors=[a, b])` runs `start` and `send` in that order (a, then b),
+    `receive` and `end` in the reverse order, as wrappers nest. With none installed a call pays
+    nothing.
+    """
+
+    async def start(self, call: ClientCall[Any, Any]) -> None:
+        """Before the request headers leave: read or change `call.metadata` (a list of pairs) and
+        `call.deadline`; raise GRPCError to fail the call before anything is sent."""
+
+    def send(self, call: ClientCall[Any, Any], message: Any) -> Any:
+        """Each request message: return it, or the message to send instead."""
+        return message
+
+    def receive(self, call: ClientCall[Any, Any], message: Any) -> Any:
+        """Each response message: return it, or the message the caller gets instead."""
+        return message
+
+    def end(self, call: ClientCall[Any, Any]) -> None:
+        """The call is over for its caller (``async with`` left, or it failed here):
+        `call.outcome` (status, message, trailing metadata), `call.duration`,
+        `call.messages_sent`, `call.messages_received`. An exception here is logged, not raised."""
 
 
 class CallHost(Protocol):
     """What a call needs from its channel (greeter.client.channel.Channel implements it)."""
 
     config: ClientConfig
+    interceptors: Sequence[ClientInterceptor]
 
     async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
         """A connection that takes a call now; GRPCError when there is none."""
@@ -136,7 +166,15 @@ class ClientCall(Generic[SendT, RecvT]):
         self.request_type = request_type
         self.reply_type = reply_type
         self.deadline = deadline
-        self._metadata = metadata
+        self.metadata = metadata
+        """Request metadata (pairs; an interceptor's `start` may change it)."""
+        self._interceptors = channel.interceptors
+        self.started_at = asyncio.get_running_loop().time()
+        self.duration: float | None = None
+        """Seconds from the call's creation to its end; None while it runs."""
+        self.messages_sent = 0
+        self.messages_received = 0
+        self._released = False
         options = _OPTIONS.get() or CallOptions()
         config = channel.config
         self.compression = options.compression or config.compression
@@ -178,6 +216,12 @@ class ClientCall(Generic[SendT, RecvT]):
         """Start the call (request headers); with `end`, half-close at once."""
         if not self._started:
             self._started = True
+            for interceptor in self._interceptors:
+                try:
+                    await interceptor.start(self)
+                except GRPCError as exc:
+                    self._finish_locally(exc.status, exc.message or "")
+                    raise
             if self.deadline is not None:
                 self._timer = self._loop.call_at(
                     self._loop.time() + self.deadline.time_remaining(), self._deadline_passed
@@ -197,7 +241,10 @@ class ClientCall(Generic[SendT, RecvT]):
         """
         if not self._started:
             await self.send_request()
+        for interceptor in self._interceptors:
+            message = interceptor.send(self, message)
         payload = codec.encode(message)
+        self.messages_sent += 1
         limit = self._channel.config.max_send_message_size
         if limit is not None and len(payload) > limit:
             self._finish_locally(
@@ -288,6 +335,9 @@ class ClientCall(Generic[SendT, RecvT]):
             self._finish_locally(Status.INTERNAL, f"could not decode the response: {exc}")
             self._raise_if_failed()
             raise
+        self.messages_received += 1
+        for interceptor in reversed(self._interceptors):
+            message = interceptor.receive(self, message)
         return message
 
     def __aiter__(self) -> AsyncIterator[RecvT]:
@@ -364,7 +414,7 @@ class ClientCall(Generic[SendT, RecvT]):
             try:
                 stream_id = transport.conn.start_call(
                     self.path,
-                    metadata=self._metadata,
+                    metadata=self.metadata,
                     timeout=timeout,
                     compression_encoding=self.compression,
                 )
@@ -386,6 +436,7 @@ class ClientCall(Generic[SendT, RecvT]):
     def _set_outcome(self, end: CallEnded) -> None:
         self.outcome = end
         self.trailing_metadata = MultiDict(end.metadata)
+        self.duration = self._loop.time() - self.started_at
         if self._timer is not None:
             self._timer.cancel()
         self._wake()
@@ -407,6 +458,13 @@ class ClientCall(Generic[SendT, RecvT]):
             transport.schedule_flush()
 
     def _release(self) -> None:
+        if not self._released and self.outcome is not None:
+            self._released = True
+            for interceptor in reversed(self._interceptors):
+                try:
+                    interceptor.end(self)
+                except Exception:
+                    log.exception("client interceptor %r failed ending %s", interceptor, self.path)
         if self._retrying is not None and not self._retrying.done():
             self._retrying.cancel()
         if self._timer is not None:

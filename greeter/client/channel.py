@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import logging
 import ssl as ssl_module
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from grpclib.const import Cardinality, Status
@@ -27,7 +27,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 
 from greeter.client.backoff import Backoff
-from greeter.client.call import ClientCall
+from greeter.client.call import ClientCall, ClientInterceptor
 from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState, Connectivity
 from greeter.client.propagation import inherited_deadline
@@ -55,6 +55,7 @@ class Channel:
         tap: ObserverFactory | None = None,
         propagate: bool = True,
         default_port: int = 443,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         self.target: Target = parse_target(target, default_port)
         self.ssl = ssl
@@ -64,6 +65,8 @@ class Channel:
         """Called per connection for an observer of its bytes (a TapFactory with role client)."""
         self.propagate = propagate
         """Calls inside a greeter handler inherit its deadline."""
+        self.interceptors: Sequence[ClientInterceptor] = tuple(interceptors)
+        """Run around every call, in order (greeter.client.call.ClientInterceptor)."""
         self.connectivity = Connectivity()
         self._addresses: list[Address] = []
         self._transports: dict[Address, ClientTransport] = {}
