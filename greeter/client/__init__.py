@@ -17,6 +17,7 @@ from greeter.client.channel import Channel
 from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState
 from greeter.client.propagation import PropagatingChannel, inherited_deadline
+from greeter.client.retry import RetryPolicy, RetryThrottling
 from greeter.client.tapped_channel import TappedChannel
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "ClientConfig",
     "ClientInterceptor",
     "PropagatingChannel",
+    "RetryPolicy",
+    "RetryThrottling",
     "TappedChannel",
     "call_options",
     "capture_calls",

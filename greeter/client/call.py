@@ -36,6 +36,7 @@ from grpclib.protocol import Peer
 from multidict import MultiDict
 
 from greeter.client.config import ClientConfig
+from greeter.client.retry import RetryThrottle, pushback_delay
 from greeter.core.events import CallEnded, MessageReceived, ResponseStarted
 from greeter.wire import codec
 from greeter.wire.errors import StreamGoneError, UnavailableError, WireFormatError
@@ -82,6 +83,7 @@ class CallHost(Protocol):
 
     config: ClientConfig
     interceptors: Sequence[ClientInterceptor]
+    retry_throttle: RetryThrottle | None
 
     async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
         """A connection that takes a call now; GRPCError when there is none."""
@@ -192,6 +194,8 @@ class ClientCall(Generic[SendT, RecvT]):
         """Request payloads kept for a transparent retry; None once committed."""
         self._sent_bytes = 0
         self._attempts = 0
+        self._retries = 0
+        """Retries under the channel's retry policy (transparent ones not counted)."""
         self._retrying: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.outcome: CallEnded | None = None
@@ -393,7 +397,42 @@ class ClientCall(Generic[SendT, RecvT]):
             self._transport = None
             self._retrying = self._loop.create_task(self._attempt())
             return
+        delay = self._retry_delay(event)
+        if delay is not None:
+            self._transport = None
+            self._retrying = self._loop.create_task(self._retry_after(delay))
+            return
         self._set_outcome(event)
+
+    def _retry_delay(self, event: CallEnded) -> float | None:
+        """Seconds before retrying `event`'s failure under the channel's policy; None: do not."""
+        policy = self._channel.config.retry_policy
+        throttle = self._channel.retry_throttle
+        if event.status == Status.OK:
+            if throttle is not None:
+                throttle.succeeded()
+            return None
+        if policy is None or event.status not in policy.retryable_status_codes:
+            return None
+        if throttle is not None:
+            throttle.failed()
+        if self._sent is None or self._retries + 1 >= policy.attempts:
+            return None  # committed (headers came, or too much to replay), or out of attempts
+        if throttle is not None and not throttle.allows_retry:
+            return None
+        try:
+            pushback = pushback_delay(event.retry_pushback)
+        except ValueError:
+            return None  # the server says no
+        self._retries += 1
+        delay = policy.delay(self._retries) if pushback is None else pushback
+        if self.deadline is not None and delay >= self.deadline.time_remaining():
+            return None
+        return delay
+
+    async def _retry_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._attempt()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -417,6 +456,7 @@ class ClientCall(Generic[SendT, RecvT]):
                     metadata=self.metadata,
                     timeout=timeout,
                     compression_encoding=self.compression,
+                    previous_attempts=self._retries,
                 )
             except UnavailableError:
                 continue  # that connection just stopped taking calls: pick again

@@ -31,6 +31,7 @@ from greeter.client.call import ClientCall, ClientInterceptor
 from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState, Connectivity
 from greeter.client.propagation import inherited_deadline
+from greeter.client.retry import RetryThrottle
 from greeter.client.targets import Address, Target, parse_target, resolve
 from greeter.client.transport import ClientTransport, Keepalive
 from greeter.tap.attach import ObserverFactory
@@ -66,6 +67,9 @@ class Channel:
         self.propagate = propagate
         """Calls inside a greeter handler inherit its deadline."""
         self.interceptors: Sequence[ClientInterceptor] = tuple(interceptors)
+        throttling = self.config.retry_throttling
+        self.retry_throttle = RetryThrottle(throttling) if throttling is not None else None
+        """The channel's retry token bucket (gRFC A6), shared by its calls."""
         """Run around every call, in order (greeter.client.call.ClientInterceptor)."""
         self.connectivity = Connectivity()
         self._addresses: list[Address] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from greeter.client.backoff import BackoffPolicy
+from greeter.client.retry import RetryPolicy, RetryThrottling
 from greeter.core.config import CoreConfig
 from greeter.wire import compression
 
@@ -34,6 +35,10 @@ class ClientConfig:
     """Request bytes a call keeps for a transparent retry (gRFC A6 per-RPC buffer limit)."""
     max_transparent_retries: int = 5
     """Attempts after the first for a call the server never processed (REFUSED_STREAM, GOAWAY)."""
+    retry_policy: RetryPolicy | None = None
+    """Retries of failed calls (gRFC A6); None: only transparent retries."""
+    retry_throttling: RetryThrottling | None = None
+    """The channel's retry token bucket (gRFC A6); None: retries are not throttled."""
     user_agent: str = DEFAULT_USER_AGENT
     keepalive_time: float | None = None
     """Seconds between keepalive PINGs on a connection with calls (gRFC A8; None: off, as in

@@ -105,11 +105,13 @@ class ClientConnection(Connection):
         metadata: Iterable[tuple[str, str | bytes]] = (),
         timeout: float | None = None,
         compression_encoding: str = compression.IDENTITY,
+        previous_attempts: int = 0,
     ) -> int:
         """Send a call's request headers; return its stream id.
 
         With a `compression_encoding` other than identity the headers announce it and request
-        messages sent with `compress=True` use it. Raises UnavailableError when the connection
+        messages sent with `compress=True` use it. A retry names its `previous_attempts` in
+        grpc-previous-rpc-attempts (gRFC A6). Raises UnavailableError when the connection
         takes no new call (see `accepts_calls`), ValueError or TypeError for bad metadata.
         """
         if not self.accepts_calls:
@@ -123,6 +125,7 @@ class ClientConnection(Connection):
             timeout=timeout,
             encoding=compression_encoding,
             user_agent=self.user_agent,
+            previous_attempts=previous_attempts,
             custom=metadata,
         )
         stream_id = int(self._h2.get_next_available_stream_id())
@@ -264,7 +267,16 @@ class ClientConnection(Connection):
         self, stream: StreamState, end: headers.CallStatus, out: list[Event], *, reset: bool
     ) -> None:
         self._forget(stream, reset)
-        out.append(CallEnded(stream.stream_id, end.status, end.message, end.metadata, end.details))
+        out.append(
+            CallEnded(
+                stream.stream_id,
+                end.status,
+                end.message,
+                end.metadata,
+                end.details,
+                retry_pushback=end.retry_pushback,
+            )
+        )
 
     def _end(
         self,

@@ -146,6 +146,8 @@ class CallEnded:
     details: bytes | None = None
     """grpc-status-details-bin: a serialized google.rpc.Status."""
     unprocessed: bool = False
+    retry_pushback: str | None = None
+    """grpc-retry-pushback-ms as the server sent it (gRFC A6); None when absent."""
 
 
 Event = (

@@ -247,6 +247,7 @@ def request_headers(
     timeout: float | None = None,
     encoding: str = compression.IDENTITY,
     user_agent: str | None = None,
+    previous_attempts: int = 0,
     custom: Iterable[tuple[str, str | bytes]] = (),
 ) -> HeaderList:
     """Request-Headers (PROTOCOL-HTTP2.md "Requests"): pseudo-headers, te, the call's settings,
@@ -266,6 +267,8 @@ def request_headers(
     fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
     if user_agent:
         fields.append((b"user-agent", user_agent.encode()))
+    if previous_attempts:
+        fields.append((b"grpc-previous-rpc-attempts", str(previous_attempts).encode()))
     fields.extend(encode_metadata(custom))
     return fields
 
@@ -273,7 +276,7 @@ def request_headers(
 class CallStatus:
     """How a call ended, as the response said (or as its absence implies)."""
 
-    __slots__ = ("details", "message", "metadata", "status")
+    __slots__ = ("details", "message", "metadata", "retry_pushback", "status")
 
     def __init__(
         self,
@@ -281,6 +284,7 @@ class CallStatus:
         message: str = "",
         metadata: Metadata = (),
         details: bytes | None = None,
+        retry_pushback: str | None = None,
     ) -> None:
         self.status = status
         self.message = message
@@ -288,6 +292,8 @@ class CallStatus:
         """Trailing metadata (custom fields only)."""
         self.details = details
         """grpc-status-details-bin, decoded from base64: a serialized google.rpc.Status."""
+        self.retry_pushback = retry_pushback
+        """grpc-retry-pushback-ms as sent (gRFC A6): the server's word on retrying."""
 
 
 class ResponseHead:
@@ -357,7 +363,8 @@ def call_status(regular: list[tuple[str, str]]) -> CallStatus:
         except ValueError:
             decoded = None
         details = decoded if isinstance(decoded, bytes) else None
-    return CallStatus(status, message, _custom(regular), details)
+    pushback = fields.get("grpc-retry-pushback-ms")
+    return CallStatus(status, message, _custom(regular), details, pushback)
 
 
 def parse_response(block: HeaderList, *, ends_stream: bool) -> ResponseHead:

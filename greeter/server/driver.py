@@ -342,7 +342,14 @@ class ConnectionDriver(asyncio.Protocol):
         if stream.gone or stream.trailers_sent:
             return
         with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
-            stream.end(status, message, details)
+            try:
+                stream.end(status, message, details)
+            except (ValueError, TypeError) as exc:
+                # Trailing metadata the handler set cannot go on the wire (a reserved or invalid
+                # key, a wrong value type): the RPC must still end, so without it.
+                log.error("%s: invalid trailing metadata, not sent: %s", stream.path, exc)
+                stream.trailing_metadata.clear()
+                stream.end(Status.INTERNAL, "invalid trailing metadata")
 
     def _fail(self, stream: ServerStream[Any, Any], status: Status, message: str) -> None:
         """Answer the client with an error status and stop the handler."""

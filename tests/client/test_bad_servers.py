@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import h2.config
 import h2.connection
@@ -22,35 +20,9 @@ from grpclib.exceptions import GRPCError
 from gen.greet import GreeterStub, HelloRequest
 from greeter.client import Channel
 from greeter.wire.framing import encode_message
+from tests.support.scripted import GRPC, scripted_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
-
-Answer = Callable[[h2.connection.H2Connection, int, asyncio.StreamWriter], Awaitable[None]]
-GRPC = [(":status", "200"), ("content-type", "application/grpc")]
-
-
-@asynccontextmanager
-async def scripted_server(answer: Answer) -> AsyncIterator[str]:
-    """A server that runs `answer(conn, stream_id, writer)` for every request it receives."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, validate_outbound_headers=False)
-        )
-        conn.initiate_connection()
-        writer.write(conn.data_to_send())
-        while data := await reader.read(65536):
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.RequestReceived):
-                    await answer(conn, event.stream_id, writer)
-            writer.write(conn.data_to_send())
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
 
 
 async def call(target: str) -> GRPCError:

@@ -17,6 +17,8 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckResponse
 
 from gen.greet import HelloReply, HelloRequest
+from greeter.server import Server, current_rpc
+from greeter.services.greeter import Greeter
 from greeter.wire import protowire
 from greeter.wire.framing import encode_message
 from tests.support.h2peer import PROTOCOL_ERROR, StreamResult, request_headers
@@ -217,3 +219,25 @@ async def test_compressed_flag_without_grpc_encoding_is_internal(raw: RawClient)
 
 def _base_headers() -> list[tuple[str, str]]:
     return request_headers(SAY_HELLO)
+
+
+class ReservedTrailers(Greeter):
+    async def say_hello(self, message: HelloRequest) -> HelloReply:
+        current_rpc().set_trailing_metadata([("grpc-status", "0")])  # reserved: cannot be sent
+        raise GRPCError(Status.NOT_FOUND, "nobody")
+
+
+async def test_invalid_trailing_metadata_still_ends_the_rpc(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before: the trailers raised ValueError inside the driver and the RPC never ended (the
+    # client waited for its deadline).
+    caplog.set_level(logging.ERROR, logger="greeter.server")
+    async with Server([ReservedTrailers()], port=0) as server:
+        client = await RawClient.connect(server.port)
+        try:
+            result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="x")))
+        finally:
+            await client.close()
+    assert (result.status, result.message) == (Status.INTERNAL.value, "invalid trailing metadata")
+    assert any("invalid trailing metadata" in r.getMessage() for r in caplog.records)
