@@ -14,32 +14,25 @@ tests/support/aio_testservice.py); the description makes that probe a failure of
 
 from __future__ import annotations
 
-import os
-import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 
 from tests.support.peers import (
-    REPO_ROOT,
     ServerProcess,
     assert_one_line_failure,
     run_greeter,
+    spawn_aio_server,
     spawn_interop_server,
-    stopped_after,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 GREETER = "greeter"
 AIO = "grpc.aio"
-AIO_SCRIPT = REPO_ROOT / "tests" / "support" / "aio_testservice.py"
-AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 CASES = (
     "empty_unary",
     "large_unary",
@@ -76,20 +69,6 @@ EXPECTED_FAILURES = {
 """The one stderr line of a case that fails against a server for a known reason (docstring)."""
 
 Results = dict[str, subprocess.CompletedProcess[str]]
-
-
-@contextmanager
-def spawn_aio_server(
-    *, ready_timeout: float = 20, stop_timeout: float = 10
-) -> Iterator[ServerProcess]:
-    """tests/support/aio_testservice.py on 127.0.0.1:0, once it printed its port."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, str(AIO_SCRIPT), "--host", "127.0.0.1", "--port", "0"]
-    process = ServerProcess(argv, cwd=REPO_ROOT, env=env)
-    with stopped_after(process, stop_timeout):
-        match = process.wait_for_line(AIO_LISTENING_LINE, ready_timeout)
-        process.target = f"{match.group(1)}:{match.group(2)}"
-        yield process
 
 
 def served_cleanly(process: ServerProcess) -> None:

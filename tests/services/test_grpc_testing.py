@@ -22,15 +22,11 @@ consumes it before `invocation_metadata()`), so its TestService cannot reject th
 
 from __future__ import annotations
 
-import os
 import queue
-import re
 import struct
-import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -52,10 +48,9 @@ from gen.grpc.testing import (
 )
 from greeter.server.context import current_rpc
 from tests.support.peers import (
-    REPO_ROOT,
     ServerProcess,
+    spawn_aio_server,
     spawn_interop_server,
-    stopped_after,
 )
 from tests.support.rawclient import RawClient
 
@@ -123,24 +118,8 @@ class Requests:
 
 GREETER = "greeter"
 AIO = "grpc.aio"
-AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
-AIO_SCRIPT = REPO_ROOT / "tests" / "support" / "aio_testservice.py"
 GREETER_ONLY = pytest.mark.parametrize("interop_process", [GREETER], indirect=True)
 """A case grpc.aio's TestService cannot serve (see the module docstring): greeter only."""
-
-
-@contextmanager
-def spawn_aio_server(
-    *, ready_timeout: float = 20, stop_timeout: float = 10
-) -> Iterator[ServerProcess]:
-    """Start tests/support/aio_testservice.py on 127.0.0.1:0; yield it once it printed its port."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, str(AIO_SCRIPT), "--host", "127.0.0.1", "--port", "0"]
-    process = ServerProcess(argv, cwd=REPO_ROOT, env=env)
-    with stopped_after(process, stop_timeout):
-        match = process.wait_for_line(AIO_LISTENING_LINE, ready_timeout)
-        process.target = f"{match.group(1)}:{match.group(2)}"
-        yield process
 
 
 @pytest.fixture(scope="module", params=[GREETER, AIO])

@@ -245,6 +245,25 @@ def spawn_grpc_js_server(
         yield process
 
 
+AIO_TESTSERVICE = REPO_ROOT / "tests" / "support" / "aio_testservice.py"
+AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
+
+
+@contextmanager
+def spawn_aio_server(
+    *, ready_timeout: float = 20, stop_timeout: float = 10
+) -> Iterator[ServerProcess]:
+    """Start tests/support/aio_testservice.py (grpc.aio's TestService) on 127.0.0.1:0; yield it
+    once it printed its port."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, str(AIO_TESTSERVICE), "--host", "127.0.0.1", "--port", "0"]
+    process = ServerProcess(argv, cwd=REPO_ROOT, env=env)
+    with stopped_after(process, stop_timeout):
+        match = process.wait_for_line(AIO_LISTENING_LINE, ready_timeout)
+        process.target = f"{match.group(1)}:{match.group(2)}"
+        yield process
+
+
 @contextmanager
 def grpc_js_server(*, ready_timeout: float = 15, stop_timeout: float = 10) -> Iterator[str]:
     """Run the grpc-js Greeter server for the block; yield its target "127.0.0.1:PORT"."""
