@@ -5,7 +5,10 @@ The names below are greeter's public face; everything else may change without no
 - serve: `Server`, `ServerConfig`, `CoreConfig`, `Timeouts`, `Service` (anything with grpclib's
   ``__mapping__()``), TLS contexts `server_context` / `client_context`;
 - inside a handler: `current_rpc()` returns the running RPC's `ServerStream` (`RpcContext`);
-- call: `PropagatingChannel` (inherits the handler's deadline), `TappedChannel` (traced);
+- call: `Channel` (a drop-in for grpclib's under the generated stubs; inside a handler its calls
+  inherit the handler's deadline; ``tap=`` traces it), `ClientConfig`, `ChannelState`,
+  `ClientInterceptor`, `RetryPolicy`, `RetryThrottling`, `call_options()` / `capture_calls()`
+  (per-call options and the metadata of calls a stub makes);
 - watch the wire: `TapFactory` / `Tap`, `TraceWriter`, `MessageTypes`, and `WireLog` (the
   ``wire_log`` pytest fixture's collector);
 - errors: `GreeterError` is the root of every error greeter raises.
@@ -15,7 +18,16 @@ Layers (docs/architecture.md): cli → services, tools, client → server → co
 
 from __future__ import annotations
 
-from greeter.client import PropagatingChannel, TappedChannel
+from greeter.client import (
+    Channel,
+    ChannelState,
+    ClientConfig,
+    ClientInterceptor,
+    RetryPolicy,
+    RetryThrottling,
+    call_options,
+    capture_calls,
+)
 from greeter.server import (
     CoreConfig,
     RpcContext,
@@ -34,10 +46,15 @@ from greeter.wire.errors import GreeterError
 __version__ = "0.2.0"
 
 __all__ = [
+    "Channel",
+    "ChannelState",
+    "ClientConfig",
+    "ClientInterceptor",
     "CoreConfig",
     "GreeterError",
     "MessageTypes",
-    "PropagatingChannel",
+    "RetryPolicy",
+    "RetryThrottling",
     "RpcContext",
     "Server",
     "ServerConfig",
@@ -45,11 +62,12 @@ __all__ = [
     "Service",
     "Tap",
     "TapFactory",
-    "TappedChannel",
     "Timeouts",
     "TraceWriter",
     "WireLog",
     "__version__",
+    "call_options",
+    "capture_calls",
     "client_context",
     "current_rpc",
     "server_context",

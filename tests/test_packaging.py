@@ -16,7 +16,8 @@ import greeter
 ROOT = Path(__file__).resolve().parent.parent
 
 DOWNSTREAM = """
-from greeter import Server, ServerConfig, TapFactory, TraceWriter, current_rpc
+from gen.greet import GreeterStub, HelloRequest
+from greeter import Channel, Server, ServerConfig, TapFactory, TraceWriter, current_rpc
 
 
 async def bound_port() -> int:
@@ -30,6 +31,12 @@ def time_left() -> float | None:
 
 def tap(writer: TraceWriter) -> TapFactory:
     return TapFactory(writer, role="server")
+
+
+async def hello(name: str) -> str:
+    async with Channel("localhost:50051") as channel:  # the generated stub takes it as it is
+        reply = await GreeterStub(channel).say_hello(HelloRequest(name=name))
+    return reply.message
 """
 WRONG = """
 from greeter import Server

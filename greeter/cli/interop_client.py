@@ -695,9 +695,7 @@ async def interop_client(args: argparse.Namespace) -> int:
         authority=args.server_host_override,
     ) as channel:
         # betterproto2's stubs annotate grpclib's Channel; greeter's honours the same contract.
-        stubs = Stubs(
-            TestServiceStub(cast(Any, channel)), UnimplementedServiceStub(cast(Any, channel))
-        )
+        stubs = Stubs(TestServiceStub(channel), UnimplementedServiceStub(channel))
         for name in names:
             problem = await run_case(name, stubs)
             if problem is None:

@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
 
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
@@ -303,8 +303,7 @@ async def hello(args: argparse.Namespace) -> int:
         tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
     with open_trace(args, role="client", default_stream=sys.stderr, types=types) as tap:
         async with Channel(args.target, ssl=tls, tap=tap, default_port=DEFAULT_PORT) as channel:
-            # betterproto2's stubs annotate grpclib's Channel; greeter's honours the same contract.
-            stub = GreeterStub(cast(Any, channel))
+            stub = GreeterStub(channel)
             reply = await stub.say_hello(HelloRequest(name=args.name), timeout=args.timeout)
     print(reply.message)
     return 0

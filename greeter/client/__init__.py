@@ -6,8 +6,7 @@
   the calls a stub makes; transport: one connection's asyncio side;
 - targets, backoff, connectivity, config: target names, reconnect backoff, channel states,
   `ClientConfig`;
-- propagation: deadline inheritance (and `PropagatingChannel`, grpclib's Channel with it);
-  tapped_channel: `TappedChannel`, a traced grpclib Channel.
+- propagation: a handler's deadline inherited by the calls it makes; retry: gRFC A6 retries.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from greeter.client.call import ClientCall, ClientInterceptor, call_options, cap
 from greeter.client.channel import Channel
 from greeter.client.config import ClientConfig
 from greeter.client.connectivity import ChannelState
-from greeter.client.propagation import PropagatingChannel, inherited_deadline
+from greeter.client.propagation import inherited_deadline
 from greeter.client.retry import RetryPolicy, RetryThrottling
-from greeter.client.tapped_channel import TappedChannel
 
 __all__ = [
     "Channel",
@@ -26,10 +24,8 @@ __all__ = [
     "ClientCall",
     "ClientConfig",
     "ClientInterceptor",
-    "PropagatingChannel",
     "RetryPolicy",
     "RetryThrottling",
-    "TappedChannel",
     "call_options",
     "capture_calls",
     "inherited_deadline",

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
-from grpclib.metadata import Deadline
+from grpclib.metadata import Deadline, _Metadata
 from grpclib.protocol import Peer
 from multidict import MultiDict
 
@@ -43,13 +43,21 @@ from greeter.wire.errors import StreamGoneError, UnavailableError, WireFormatErr
 from greeter.wire.status_details import decode_status_details
 
 if TYPE_CHECKING:
+    # The stubs annotate grpclib's Stream and Channel: for type checkers greeter's call and
+    # channel are those (they honour the same contract, checked as overrides); at run time they
+    # share none of grpclib's code.
+    from grpclib.client import Stream as StubStream
+
     from greeter.client.transport import ClientTransport
+else:
+    StubStream = Generic
 
 log = logging.getLogger("greeter.client")
 
 SendT = TypeVar("SendT")
 RecvT = TypeVar("RecvT")
-Metadata = MultiDict[str | bytes]
+Metadata = _Metadata
+"""grpclib's metadata type (a MultiDict), the one the stubs' Stream annotates."""
 
 
 class ClientInterceptor:
@@ -148,7 +156,7 @@ def grpc_error(end: CallEnded) -> GRPCError:
     return GRPCError(end.status, end.message or None, details)
 
 
-class ClientCall(Generic[SendT, RecvT]):
+class ClientCall(StubStream[SendT, RecvT]):
     """One call: created by `Channel.request`, used as ``async with`` by the stubs."""
 
     def __init__(
@@ -162,7 +170,7 @@ class ClientCall(Generic[SendT, RecvT]):
         deadline: Deadline | None,
         metadata: list[tuple[str, str | bytes]],
     ) -> None:
-        self._channel = channel
+        self._host = channel
         self.path = path
         self.cardinality = cardinality
         self.request_type = request_type
@@ -249,7 +257,7 @@ class ClientCall(Generic[SendT, RecvT]):
             message = interceptor.send(self, message)
         payload = codec.encode(message)
         self.messages_sent += 1
-        limit = self._channel.config.max_send_message_size
+        limit = self._host.config.max_send_message_size
         if limit is not None and len(payload) > limit:
             self._finish_locally(
                 Status.RESOURCE_EXHAUSTED,
@@ -301,21 +309,21 @@ class ClientCall(Generic[SendT, RecvT]):
         if self._sent is None:
             return
         self._sent_bytes += len(payload)
-        if self._sent_bytes > self._channel.config.retry_buffer_size:
+        if self._sent_bytes > self._host.config.retry_buffer_size:
             self._sent = None  # too much to replay: committed (gRFC A6)
         else:
             self._sent.append((payload, compress))
 
     # -- receiving -------------------------------------------------------------------------------
 
-    async def recv_initial_metadata(self) -> Metadata:
-        """The response headers' metadata; GRPCError when the call ended without a response."""
+    async def recv_initial_metadata(self) -> None:
+        """Wait for the response headers (then `initial_metadata` holds their metadata); GRPCError
+        when the call ended without a response."""
         while self.initial_metadata is None and self.outcome is None:
             await self._wait()
         if self.initial_metadata is None:
             self._raise_if_failed()
-            self.initial_metadata = MultiDict()
-        return self.initial_metadata
+            self.initial_metadata = Metadata(MultiDict())
 
     async def recv_message(self) -> RecvT | None:
         """The next response message; None after the last one; GRPCError if the call failed."""
@@ -351,14 +359,13 @@ class ClientCall(Generic[SendT, RecvT]):
         while (message := await self.recv_message()) is not None:
             yield message
 
-    async def recv_trailing_metadata(self) -> Metadata:
-        """Wait for the call's end; its trailing metadata, or GRPCError for a status not OK."""
+    async def recv_trailing_metadata(self) -> None:
+        """Wait for the call's end (then `trailing_metadata` holds its metadata); GRPCError for a
+        status not OK."""
         while self.outcome is None:
             self._inbox.clear()  # unread messages are dropped, as grpclib does
             await self._wait()
         self._raise_if_failed()
-        assert self.trailing_metadata is not None
-        return self.trailing_metadata
 
     async def cancel(self) -> None:
         """Abandon the call with RST_STREAM(CANCEL); it ends CANCELLED."""
@@ -382,7 +389,7 @@ class ClientCall(Generic[SendT, RecvT]):
 
     def response_started(self, event: ResponseStarted) -> None:
         self._sent = None  # the server processed the call: no transparent retry from now on
-        self.initial_metadata = MultiDict(event.metadata)
+        self.initial_metadata = Metadata(MultiDict(event.metadata))
         self._wake()
 
     def message_received(self, event: MessageReceived) -> None:
@@ -393,7 +400,7 @@ class ClientCall(Generic[SendT, RecvT]):
         if self.outcome is not None:
             return
         retry = event.unprocessed and self._sent is not None
-        if retry and self._attempts <= self._channel.config.max_transparent_retries:
+        if retry and self._attempts <= self._host.config.max_transparent_retries:
             self._transport = None
             self._retrying = self._loop.create_task(self._attempt())
             return
@@ -406,8 +413,8 @@ class ClientCall(Generic[SendT, RecvT]):
 
     def _retry_delay(self, event: CallEnded) -> float | None:
         """Seconds before retrying `event`'s failure under the channel's policy; None: do not."""
-        policy = self._channel.config.retry_policy
-        throttle = self._channel.retry_throttle
+        policy = self._host.config.retry_policy
+        throttle = self._host.retry_throttle
         if event.status == Status.OK:
             if throttle is not None:
                 throttle.succeeded()
@@ -441,7 +448,7 @@ class ClientCall(Generic[SendT, RecvT]):
         while self.outcome is None:
             self._attempts += 1
             try:
-                transport = await self._channel.pick(self.wait_for_ready, self.deadline)
+                transport = await self._host.pick(self.wait_for_ready, self.deadline)
             except GRPCError as exc:
                 self._finish_locally(exc.status, exc.message or "")
                 return
@@ -475,7 +482,7 @@ class ClientCall(Generic[SendT, RecvT]):
 
     def _set_outcome(self, end: CallEnded) -> None:
         self.outcome = end
-        self.trailing_metadata = MultiDict(end.metadata)
+        self.trailing_metadata = Metadata(MultiDict(end.metadata))
         self.duration = self._loop.time() - self.started_at
         if self._timer is not None:
             self._timer.cancel()
@@ -511,7 +518,7 @@ class ClientCall(Generic[SendT, RecvT]):
             self._timer.cancel()
         if self._transport is not None:
             self._transport.release(self._stream_id)
-            self._channel.call_done()
+            self._host.call_done()
 
     def _raise_if_failed(self) -> None:
         if self.outcome is not None and self.outcome.status != Status.OK:

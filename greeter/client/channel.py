@@ -20,7 +20,7 @@ import itertools
 import logging
 import ssl as ssl_module
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -36,6 +36,12 @@ from greeter.client.targets import Address, Target, parse_target, resolve
 from greeter.client.transport import ClientTransport, Keepalive
 from greeter.tap.attach import ObserverFactory
 
+if TYPE_CHECKING:
+    # See greeter.client.call: for type checkers this is the grpclib Channel the stubs annotate.
+    from grpclib.client import Channel as StubChannel
+else:
+    StubChannel = object
+
 log = logging.getLogger("greeter.client")
 
 SendT = TypeVar("SendT")
@@ -43,7 +49,7 @@ RecvT = TypeVar("RecvT")
 MetadataLike = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
 
 
-class Channel:
+class Channel(StubChannel):
     """A gRPC channel to one target, for the generated stubs (grpclib's `Channel` contract)."""
 
     def __init__(

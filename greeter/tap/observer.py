@@ -252,7 +252,7 @@ class Tap:
 
 class TapFactory:
     """One :class:`Tap` per connection, all emitting to ``emit``: pass it as ``Server(tap=...)``,
-    ``Proxy(tap=...)`` or ``TappedChannel(tap=...)`` (role ``"client"`` for the last)."""
+    ``Proxy(tap=...)`` or ``Channel(tap=...)`` (role ``"client"`` for the last)."""
 
     def __init__(
         self,

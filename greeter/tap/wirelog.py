@@ -10,7 +10,7 @@ What it offers:
   :meth:`~WireLog.rpcs`, :meth:`~WireLog.connection_events` and :meth:`~WireLog.trailers`.
   :meth:`~WireLog.tap` returns a :class:`~greeter.tap.TapFactory` emitting into the log, to be
   passed as ``Server(tap=...)``, ``Proxy(tap=...)`` or, with ``role="client"``,
-  ``TappedChannel(tap=...)``.
+  ``Channel(tap=...)``.
 - the pytest fixture ``wire_log`` (greeter.tap.pytest_plugin): a fresh, empty
   :class:`WireLog` per test, in any project that installs greeter::
 

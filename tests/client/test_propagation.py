@@ -1,8 +1,9 @@
 """Deadline and cancellation propagation (greeter.client.propagation) across two servers.
 
 Both servers run in-process. The client calls the front server's SayHello; its handler calls the
-back server's SayHello through PropagatingChannel (or a plain / opted-out channel); the back
-handler records the deadline it was given and waits until released or cancelled.
+back server's SayHello through greeter's Channel (propagating by default, or opted out with
+``propagate=False``, or grpclib's Channel, which knows nothing of handlers); the back handler
+records the deadline it was given and waits until released or cancelled.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 import pytest_asyncio
-from grpclib.client import Channel
+from grpclib.client import Channel as GrpclibChannel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 
 from gen.greet import GreeterBase, GreeterStub, HelloReply, HelloRequest
-from greeter.client.propagation import PropagatingChannel, inherited_deadline
+from greeter.client.channel import Channel
+from greeter.client.propagation import inherited_deadline
 from greeter.server import Server
 from greeter.server.context import current_rpc
 
@@ -50,8 +53,8 @@ class Back(GreeterBase):
 class Front(GreeterBase):
     """Forwards SayHello to the back server through `channel`."""
 
-    def __init__(self, channel: Channel, timeout: float | None = None) -> None:
-        self.back = GreeterStub(channel)
+    def __init__(self, channel: Channel | GrpclibChannel, timeout: float | None = None) -> None:
+        self.back = GreeterStub(cast(GrpclibChannel, channel))
         self.timeout = timeout
 
     async def say_hello(self, message: HelloRequest) -> HelloReply:
@@ -61,14 +64,20 @@ class Front(GreeterBase):
 
 @contextlib.asynccontextmanager
 async def servers(
-    make_channel: type[Channel] | None = None, *, timeout: float | None = None, **options: bool
+    channel_kind: str = "greeter", *, timeout: float | None = None
 ) -> AsyncIterator[tuple[Back, GreeterStub]]:
-    """The back server, the front server calling it, and a client stub for the front."""
+    """The back server, the front server calling it through a `channel_kind` channel ("greeter",
+    "propagate=False" or "grpclib"), and a client stub for the front."""
     back = Back()
     async with Server([back], port=0) as back_server:
-        channel = (make_channel or PropagatingChannel)("127.0.0.1", back_server.port, **options)
+        target = f"127.0.0.1:{back_server.port}"
+        channel: Channel | GrpclibChannel
+        if channel_kind == "grpclib":
+            channel = GrpclibChannel("127.0.0.1", back_server.port)
+        else:
+            channel = Channel(target, propagate=channel_kind == "greeter")
         async with Server([Front(channel, timeout)], port=0) as front_server:
-            client = Channel("127.0.0.1", front_server.port)
+            client = GrpclibChannel("127.0.0.1", front_server.port)
             try:
                 yield back, GreeterStub(client)
             finally:
@@ -100,7 +109,7 @@ async def test_expired_handler_deadline_cancels_the_downstream_handler(
     propagating: tuple[Back, GreeterStub],
 ) -> None:
     back, front = propagating
-    # grpclib's client raises TimeoutError when its own deadline fires first, else the status.
+    # grpclib's client (the outer caller) raises TimeoutError when its own deadline fires first.
     with pytest.raises((TimeoutError, GRPCError)) as caught:
         # 1 s, not less: on a loaded machine the call must still reach the back server in time.
         await asyncio.wait_for(front.say_hello(HelloRequest(name="Ada"), timeout=1.0), BOUND)
@@ -136,12 +145,10 @@ async def test_an_earlier_explicit_timeout_wins() -> None:
         await asyncio.wait_for(call, BOUND)
 
 
-@pytest.mark.parametrize("opt_out", ["propagate=False", "plain Channel"])
+@pytest.mark.parametrize("opt_out", ["propagate=False", "grpclib"])
 @pytest.mark.asyncio
 async def test_opting_out_keeps_the_call_s_own_deadline(opt_out: str) -> None:
-    options = {"propagate": False} if opt_out == "propagate=False" else {}
-    make = PropagatingChannel if options else Channel
-    async with servers(make, **options) as (back, front):
+    async with servers(opt_out) as (back, front):
         call = asyncio.create_task(front.say_hello(HelloRequest(name="Ada"), timeout=3.0))
         await asyncio.wait_for(back.started.wait(), BOUND)
         assert back.remaining is None
