@@ -2,7 +2,8 @@
 
 `CoreConfig` holds one connection's protocol limits and defence budgets; `new_h2_connection`
 builds the H2Connection every core connection wraps, with h2's header validation moved to
-greeter.core.headers and the stream limit enforced per stream.
+greeter.core.headers, the stream limit enforced per stream and HPACK's repeated work cached
+(greeter.core.hpack_cache).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import h2.config
 import h2.connection
 import h2.settings
 from h2.settings import SettingCodes
+
+from greeter.core import hpack_cache
 
 MAX_STREAM_ID = 2**31 - 1
 
@@ -97,5 +100,6 @@ def new_h2_connection(
     else:
         server = {SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams, **limits}
         connection.local_settings = _LimitCheckedPerStream(client=False, initial_values=server)
+    hpack_cache.install(connection)
     connection.decoder.max_header_list_size = config.max_header_list_size
     return connection
