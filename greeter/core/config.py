@@ -2,18 +2,21 @@
 
 `CoreConfig` holds one connection's protocol limits and defence budgets; `new_h2_connection`
 builds the H2Connection every core connection wraps, with h2's header validation moved to
-greeter.core.headers, the stream limit enforced per stream and HPACK's repeated work cached
-(greeter.core.hpack_cache).
+greeter.core.headers, DATA on streams we reset ignored (RFC 9113 §5.1), the stream limit
+enforced per stream and HPACK's repeated work cached (greeter.core.hpack_cache).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.settings
 from h2.settings import SettingCodes
+from h2.stream import StreamClosedBy
+from hyperframe.frame import RstStreamFrame
 
 from greeter.core import hpack_cache
 
@@ -73,11 +76,33 @@ class _LimitCheckedPerStream(h2.settings.Settings):
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
-def new_h2_connection(
-    config: CoreConfig, *, client_side: bool = False
-) -> h2.connection.H2Connection:
+class GrpcH2Connection(h2.connection.H2Connection):
+    """h2's connection, ignoring DATA that arrives on a stream after we reset it.
+
+    RFC 9113 §5.1: an endpoint that sent RST_STREAM "MUST ignore frames that it receives on
+    closed streams after it has sent a RST_STREAM frame"; h2 answers each such DATA frame with
+    another RST_STREAM(STREAM_CLOSED) (a 5 MiB request still in flight: ~60 of them). The frames'
+    bytes still return connection credit (h2 does that); `late_frames` counts them so that the
+    core charges each to the control-frame budget, as a frame without request progress. h2 4.x
+    seam: `_handle_data_on_closed_stream` (tests/core/test_connection_errors.py fails if it goes).
+    """
+
+    late_frames = 0
+    """DATA frames ignored on streams we reset, since the core last read the count."""
+
+    def _handle_data_on_closed_stream(
+        self, events: list[Any], exc: Any, frame: Any
+    ) -> tuple[list[Any], list[Any]]:
+        frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
+        if self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM:
+            self.late_frames += 1
+            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+        return frames, events
+
+
+def new_h2_connection(config: CoreConfig, *, client_side: bool = False) -> GrpcH2Connection:
     """An H2Connection advertising `config`'s limits, for the server role or the client role."""
-    connection = h2.connection.H2Connection(
+    connection = GrpcH2Connection(
         h2.config.H2Configuration(
             client_side=client_side,
             header_encoding=None,

@@ -28,7 +28,7 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from greeter.core.config import CoreConfig
+from greeter.core.config import CoreConfig, GrpcH2Connection
 from greeter.core.defences import Defences, Trip
 from greeter.core.events import (
     ConnectionTerminated,
@@ -64,7 +64,7 @@ class Connection:
 
     def __init__(
         self,
-        h2_connection: h2.connection.H2Connection,
+        h2_connection: GrpcH2Connection,
         config: CoreConfig,
         *,
         on_bytes: BytesObserver | None,
@@ -138,6 +138,9 @@ class Connection:
         except h2.exceptions.ProtocolError as exc:
             events.extend(self._protocol_error(exc))
             return
+        while self._h2.late_frames and not self.closed:
+            self._h2.late_frames -= 1
+            self._check(self._defences.late_data(self._now), events)
         goaway = next(
             (i for i, e in enumerate(h2_events) if isinstance(e, h2.events.ConnectionTerminated)),
             None,

@@ -243,6 +243,10 @@ class Defences:
         """A stream ended early through the peer's doing (its RST_STREAM or its error)."""
         return _spend(self.resets, now, "stream_resets", "stream resets", why)
 
+    def late_data(self, now: float) -> Trip | None:
+        """A DATA frame arrived on a stream we had reset (ignored, RFC 9113 §5.1)."""
+        return self._spend_control(now, "DATA on a reset stream")
+
     def empty_data(self, now: float) -> Trip | None:
         """A DATA frame without payload or END_STREAM (e.g. padding only) arrived."""
         return self._spend_control(now, "empty DATA")

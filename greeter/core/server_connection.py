@@ -159,7 +159,9 @@ class ServerConnection(Connection):
         try:
             head = headers.parse_request(event.headers or [])
         except GreeterError as exc:
-            self._reject(stream_id, exc, out)
+            # RFC 9110 §9.3.2: a response to HEAD carries no content.
+            body = (b":method", b"HEAD") not in (event.headers or [])
+            self._reject(stream_id, exc, out, body=body)
             return
         self._streams[stream_id] = StreamState(
             stream_id,
@@ -266,12 +268,15 @@ class ServerConnection(Connection):
         out.append(RequestRejected(stream_id, f"refused: {reason}"))
         self._count_reset(f"refused: {reason}", out)
 
-    def _reject(self, stream_id: int, exc: GreeterError, out: list[Event]) -> None:
+    def _reject(
+        self, stream_id: int, exc: GreeterError, out: list[Event], *, body: bool = True
+    ) -> None:
         """Refuse a request before its RPC starts, as the error says (greeter.wire.errors).
 
         An error with an HTTP/2 `error_code` is a stream error (RFC 9113 §8.1.1: a malformed
         request gets RST_STREAM and counts against the churn budget); any other is answered with
-        its gRPC status, in a response with its HTTP status.
+        its gRPC status, in a response with its HTTP status (and, unless `body` is False, a
+        short text body for a human with curl).
         """
         if exc.error_code is not None:
             self._reset_quietly(stream_id, exc.error_code)
@@ -280,17 +285,25 @@ class ServerConnection(Connection):
             return
         # As in _reset_quietly: a RST_STREAM later in the same read already ended the stream.
         with contextlib.suppress(*STREAM_GONE):
-            self._send_rejection(stream_id, exc)
+            self._send_rejection(stream_id, exc, body)
         out.append(RequestRejected(stream_id, exc.message))
 
-    def _send_rejection(self, stream_id: int, exc: GreeterError) -> None:
+    def _send_rejection(self, stream_id: int, exc: GreeterError, body: bool) -> None:
         if exc.http_status == 200:
             block = headers.trailers_only(exc.status, exc.message)
             self._h2.send_headers(stream_id, block, end_stream=True)
-        else:
-            block = headers.http_error_headers(exc.http_status, exc.status, exc.message)
+            self._stop_request(stream_id)
+            return
+        block = headers.http_error_headers(exc.http_status, exc.status, exc.message)
+        text = exc.message.encode() + b"\n"
+        # The body is a courtesy (the status line and grpc-status say it all): it goes only when
+        # it fits the peer's windows now (RFC 9113 §6.9.1), else the headers end the stream.
+        room = min(self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
+        if body and len(text) <= room:
             self._h2.send_headers(stream_id, block)
-            self._h2.send_data(stream_id, exc.message.encode() + b"\n", end_stream=True)
+            self._h2.send_data(stream_id, text, end_stream=True)
+        else:
+            self._h2.send_headers(stream_id, block, end_stream=True)
         self._stop_request(stream_id)
 
     def _inject_goaway(self, last_stream_id: int) -> None:

@@ -1,8 +1,9 @@
 """The current RPC for betterproto handlers, whose `async def method(self, request)` has no stream.
 
 A contextvar, nothing else. The connection driver binds the handler-facing `ServerStream` around
-each handler call (`rpc_scope`); inside the handler, and in anything it awaits or iterates in the
-same task, `current_rpc()` returns it::
+each handler call (`rpc_scope`); inside the handler, in anything it awaits or iterates, and in the
+tasks it spawns (asyncio copies the context into a new task, so ``asyncio.gather`` of downstream
+calls inherits the handler's deadline: greeter.client.propagation), `current_rpc()` returns it::
 
     from greeter.server.context import current_rpc
 
@@ -21,7 +22,8 @@ default) and `set_message_compression(enabled)` (the next response message only)
 Rule: handler code only reads the stream's request side (metadata, deadline, peer) and uses its
 metadata and compression calls; it never sends messages or trailers itself, which the generated
 wrapper does.
-Outside a handler (another task, another server) `current_rpc()` raises LookupError.
+Outside a handler (a task the handler did not spawn, a task started with a fresh
+``contextvars.Context()``, a thread) `current_rpc()` raises LookupError.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _CURRENT: ContextVar[RpcContext] = ContextVar("greeter_current_rpc")
 
 
 def current_rpc() -> RpcContext:
-    """The RPC whose handler is running in this task; LookupError outside any handler."""
+    """The RPC whose handler runs this task (or spawned it); LookupError outside any handler."""
     try:
         return _CURRENT.get()
     except LookupError:

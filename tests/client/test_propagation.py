@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -154,6 +155,65 @@ async def test_opting_out_keeps_the_call_s_own_deadline(opt_out: str) -> None:
         assert back.remaining is None
         back.release.set()
         assert (await asyncio.wait_for(call, BOUND)).message == "front back Ada"
+
+
+class Spawner(GreeterBase):
+    """Looks for its RPC from a task it spawns, and from a task started in a fresh context."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, object] = {}
+
+    async def say_hello(self, message: HelloRequest) -> HelloReply:
+        async def probe() -> object:
+            try:
+                return current_rpc()
+            except LookupError as exc:
+                return exc
+
+        rpc = current_rpc()
+        self.seen["spawned"] = await asyncio.create_task(probe())
+        fresh = contextvars.Context()
+        self.seen["fresh"] = await asyncio.create_task(probe(), context=fresh)
+        self.seen["rpc"] = rpc
+        return HelloReply(message="ok")
+
+
+@pytest.mark.asyncio
+async def test_tasks_the_handler_spawns_see_its_rpc_a_fresh_context_does_not() -> None:
+    """Deliberate: asyncio copies the context into new tasks, so `asyncio.gather` of downstream
+    calls inherits the handler's deadline; only a task given a fresh context is outside."""
+    spawner = Spawner()
+    async with Server([spawner], port=0) as server, Channel(f"127.0.0.1:{server.port}") as ch:
+        await asyncio.wait_for(GreeterStub(ch).say_hello(HelloRequest(name="x")), BOUND)
+    assert spawner.seen["spawned"] is spawner.seen["rpc"]
+    assert isinstance(spawner.seen["fresh"], LookupError)
+
+
+@pytest.mark.asyncio
+async def test_gathered_downstream_calls_inherit_the_deadline() -> None:
+    back = Back()
+    async with Server([back], port=0) as back_server:
+        channel = Channel(f"127.0.0.1:{back_server.port}")
+        stub = GreeterStub(channel)
+
+        class Gatherer(GreeterBase):
+            async def say_hello(self, message: HelloRequest) -> HelloReply:
+                replies = await asyncio.gather(stub.say_hello(message), stub.say_hello(message))
+                return HelloReply(message=" ".join(r.message for r in replies))
+
+        async with (
+            Server([Gatherer()], port=0) as front_server,
+            Channel(f"127.0.0.1:{front_server.port}") as client,
+        ):
+            call = asyncio.create_task(
+                GreeterStub(client).say_hello(HelloRequest(name="Ada"), timeout=3.0)
+            )
+            await asyncio.wait_for(back.started.wait(), BOUND)
+            assert back.remaining is not None
+            assert 2.0 < back.remaining <= 3.0
+            back.release.set()
+            assert (await asyncio.wait_for(call, BOUND)).message == "back Ada back Ada"
+        channel.close()
 
 
 def test_inherited_deadline_outside_a_handler() -> None:

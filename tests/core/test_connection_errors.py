@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from grpclib.const import Status
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame, WindowUpdateFrame
 
 from greeter.core.config import CoreConfig
@@ -111,6 +112,36 @@ def test_method_not_post_is_405() -> None:
         ),
         ("DATA", message.encode() + b"\n", True),
     ]
+    assert_connection_still_serves(pair)
+
+
+@pytest.mark.parametrize("window", [0, 1, 25])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_refusal_body_never_exceeds_the_peer_s_window(window: int, method: str) -> None:
+    """A peer whose streams start with a tiny window gets the status line and grpc-status with
+    END_STREAM and no body (RFC 9113 §6.9.1: nothing beyond the window), not a connection error;
+    other streams go on."""
+    pair = Pair(client_settings={SettingCodes.INITIAL_WINDOW_SIZE: window})
+    content_type = "application/grpc" if method == "GET" else "text/html"
+    sid = pair.open(method=method, content_type=content_type, end=True)
+    [event] = pair.take()
+    assert isinstance(event, RequestRejected)
+    [(kind, fields, ended)] = pair.wire(sid)
+    assert (kind, ended) == ("HEADERS", True)
+    assert dict(fields)[":status"] in ("405", "415")
+    assert pair.core.open_streams == 0
+    pair.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 65_535})
+    pair.pump()
+    assert_connection_still_serves(pair)
+
+
+def test_head_gets_a_405_without_a_body() -> None:
+    """RFC 9110 §9.3.2: a response to HEAD carries no content."""
+    pair = Pair()
+    sid = pair.open(method="HEAD", end=True)
+    assert pair.take() == [RequestRejected(sid, "gRPC requires method POST")]
+    [(kind, fields, ended)] = pair.wire(sid)
+    assert (kind, dict(fields)[":status"], ended) == ("HEADERS", "405", True)
     assert_connection_still_serves(pair)
 
 
@@ -231,6 +262,39 @@ def test_message_exactly_at_the_limit_is_accepted() -> None:
     [event] = pair.take()
     assert isinstance(event, RpcAborted)
     assert event.status == Status.RESOURCE_EXHAUSTED
+
+
+def test_data_still_in_flight_after_our_reset_is_ignored_and_its_window_returned() -> None:
+    """RFC 9113 §5.1: frames that arrive on a stream after we reset it are ignored, not each
+    answered with RST_STREAM(STREAM_CLOSED); their bytes still return connection credit."""
+    pair = RawPair(CoreConfig(max_receive_message_size=1000))
+    pair.headers(1, request_headers())
+    message = encode_message(bytes(60_000))
+    chunks = [message[i : i + 16_384] for i in range(0, len(message), 16_384)]
+    for chunk in chunks:
+        pair.data(1, chunk)
+    resets = [w for w in pair.wire(1) if w[0] == "RST_STREAM"]
+    assert len(resets) == 1  # the abort, nothing per late frame
+    credit = sum(w[1] for w in pair.wire(0) if w[0] == "WINDOW_UPDATE")
+    assert credit >= len(message) - 16_384  # the late frames' bytes came back to the connection
+    events = pair.headers(3, request_headers())
+    assert isinstance(events[0], RequestReceived)
+
+
+def test_a_peer_that_keeps_sending_on_a_reset_stream_spends_the_control_frame_budget() -> None:
+    """Ignoring late frames must not open a hole: each one costs the peer like a control frame
+    (they carry no request progress), so an endless stream of them ends in GOAWAY."""
+    budget = 50
+    pair = RawPair(CoreConfig(max_receive_message_size=10, control_frame_budget=budget))
+    pair.headers(1, request_headers())
+    pair.data(1, encode_message(bytes(100)))
+    events = []
+    for _ in range(budget + 5):
+        events += pair.data(1, b"x" * 10)
+    assert any(isinstance(e, DefenceTriggered) for e in events)
+    [goaway] = [w for w in pair.frames if w.summary()[0] == "GOAWAY"]
+    assert goaway.frame.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert len([w for w in pair.wire(1) if w[0] == "RST_STREAM"]) == 1
 
 
 # -- malformed header blocks, built by hand (h2's client would refuse them) ----------------------
