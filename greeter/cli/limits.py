@@ -1,20 +1,24 @@
 """`greeter serve` limits: the command-line options behind ServerConfig, CoreConfig and Timeouts.
 
-argparse only. Every option defaults to the library's own default, so the
-CLI and the embedding API can never disagree; `0` turns a time limit off.
+argparse only. Every option defaults to the library's own default and is checked against the
+same range as its config field (greeter.wire.ranges), so the CLI and the embedding API can never
+disagree; a bad value ends the command at once with one line naming the option (exit 2). `0`
+turns a time limit or the connection cap off.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from greeter.core.config import CoreConfig
-from greeter.server.config import ServerConfig, Timeouts
+from greeter.core.config import CORE_RANGES, CoreConfig
+from greeter.server.config import SERVER_RANGES, TIMEOUT_RANGES, ServerConfig, Timeouts
+from greeter.wire.ranges import Range
 
-# (flag, CoreConfig field, type, metavar, help)
+# (flag, CoreConfig field, metavar, help)
 _CORE_OPTIONS = (
-    ("--max-receive-message-size", "max_receive_message_size", int, "BYTES", None),
-    ("--max-concurrent-streams", "max_concurrent_streams", int, "N", None),
+    ("--max-receive-message-size", "max_receive_message_size", "BYTES", None),
+    ("--max-concurrent-streams", "max_concurrent_streams", "N", None),
 )
 # (flag, Timeouts field, help)
 _TIME_LIMITS = (
@@ -25,41 +29,63 @@ _TIME_LIMITS = (
 )
 
 
+def checked(allowed: Range) -> Callable[[str], int | float]:
+    """An argparse type: the text parsed and checked against `allowed`."""
+
+    def parse(text: str) -> int | float:
+        try:
+            return allowed.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "int" if allowed.integer else "float"
+    return parse
+
+
+def _or_zero(allowed: Range) -> Range:
+    """The command line's form of an optional limit: 0 stands for None (off)."""
+    return Range(0, allowed.high, integer=allowed.integer)
+
+
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """Protocol limits, time limits, the connection cap and the shutdown grace period."""
     limits, timeouts, server = CoreConfig(), Timeouts(), ServerConfig()
     group = parser.add_argument_group("limits", "Defaults are the library's (docs/security.md).")
-    for flag, name, kind, metavar, help_text in _CORE_OPTIONS:
+    for flag, name, metavar, help_text in _CORE_OPTIONS:
         group.add_argument(
-            flag, type=kind, default=getattr(limits, name), metavar=metavar, help=help_text
+            flag,
+            type=checked(CORE_RANGES[name]),
+            default=getattr(limits, name),
+            metavar=metavar,
+            help=help_text,
         )
     for flag, name, help_text in _TIME_LIMITS:
         default = getattr(timeouts, name)
         group.add_argument(
             flag,
             dest=name,
-            type=float,
+            type=checked(_or_zero(TIMEOUT_RANGES[name])),
             default=0.0 if default is None else default,
             metavar="SECONDS",
             help=f"{help_text} (default %(default)s; 0 = never)",
         )
     group.add_argument(
         "--keepalive-timeout",
-        type=float,
+        type=checked(TIMEOUT_RANGES["keepalive_timeout"]),
         default=timeouts.keepalive_timeout,
         metavar="SECONDS",
         help="close if the keepalive PING is not answered in time (default %(default)s)",
     )
     group.add_argument(
         "--max-connections",
-        type=int,
+        type=checked(_or_zero(SERVER_RANGES["max_connections"])),
         default=server.max_connections or 0,
         metavar="N",
         help="refuse connections beyond N with GOAWAY (default %(default)s; 0 = no cap)",
     )
     group.add_argument(
         "--grace",
-        type=float,
+        type=checked(SERVER_RANGES["grace_period"]),
         default=server.grace_period,
         metavar="SECONDS",
         help="time in-flight RPCs get on shutdown (default %(default)s)",

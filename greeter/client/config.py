@@ -14,6 +14,7 @@ from greeter.client.backoff import BackoffPolicy
 from greeter.client.retry import RetryPolicy, RetryThrottling
 from greeter.core.config import CoreConfig
 from greeter.wire import compression
+from greeter.wire.ranges import INT32_MAX, OPTIONAL_SECONDS, SECONDS, Range, check_fields
 
 DEFAULT_USER_AGENT = "grpc-python-greeter"
 
@@ -54,13 +55,13 @@ class ClientConfig:
                 f"ClientConfig.compression: {self.compression!r} is not one of identity, gzip,"
                 " deflate"
             )
-        if self.max_send_message_size is not None and self.max_send_message_size < 0:
-            raise ValueError("ClientConfig.max_send_message_size must be >= 0 or None")
-        if self.keepalive_time is not None and self.keepalive_time <= 0:
-            raise ValueError("ClientConfig.keepalive_time must be > 0 seconds or None")
-        if self.keepalive_timeout <= 0:
-            raise ValueError("ClientConfig.keepalive_timeout must be > 0 seconds")
-        if self.retry_buffer_size < 0 or self.max_transparent_retries < 0:
-            raise ValueError(
-                "ClientConfig.retry_buffer_size and max_transparent_retries must be >= 0"
-            )
+        check_fields(self, CLIENT_RANGES)
+
+
+CLIENT_RANGES = {
+    "max_send_message_size": Range(0, 2**32 - 1, integer=True, optional=True),
+    "retry_buffer_size": Range(0, INT32_MAX, integer=True),
+    "max_transparent_retries": Range(0, 100, integer=True),
+    "keepalive_time": OPTIONAL_SECONDS,
+    "keepalive_timeout": SECONDS,
+}

@@ -19,6 +19,7 @@ from h2.stream import StreamClosedBy
 from hyperframe.frame import RstStreamFrame
 
 from greeter.core import hpack_cache
+from greeter.wire.ranges import COUNT, INT32_MAX, SECONDS, Range, check_fields
 
 MAX_STREAM_ID = 2**31 - 1
 
@@ -56,6 +57,28 @@ class CoreConfig:
     """Encoded bytes of one HEADERS + CONTINUATION block, checked before h2 buffers them;
     None means max_header_list_size + 1 KiB (HPACK's 32-byte per-field overhead makes an
     encoded block that large decode to a list over the limit anyway)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, CORE_RANGES)
+
+
+CORE_RANGES = {
+    # The message length prefix is 32 bits (PROTOCOL-HTTP2.md, Length-Prefixed-Message).
+    "max_receive_message_size": Range(0, 2**32 - 1, integer=True),
+    "max_concurrent_streams": COUNT,
+    "max_header_list_size": COUNT,
+    "initial_window_size": COUNT,
+    # RFC 9113 §6.9.2: the connection window starts at 65,535; the core only ever widens it.
+    "connection_window_size": Range(65_535, INT32_MAX, integer=True),
+    "reset_budget": COUNT,
+    "reset_window": SECONDS,
+    "control_frame_budget": COUNT,
+    "control_frame_window": SECONDS,
+    "min_ping_interval": Range(0),
+    "max_ping_strikes": Range(0, INT32_MAX, integer=True),
+    "max_header_block_size": Range(1, INT32_MAX, integer=True, optional=True),
+}
+"""What each CoreConfig field allows (the command line parses its options with these too)."""
 
 
 class _LimitCheckedPerStream(h2.settings.Settings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from greeter.core.config import CoreConfig
+from greeter.wire.ranges import INT32_MAX, OPTIONAL_SECONDS, SECONDS, Range, check_fields
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Timeouts:
     keepalive_time: float | None = 7200.0
     keepalive_timeout: float = 20.0
     write_stall: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, TIMEOUT_RANGES)
 
 
 @dataclass(frozen=True)
@@ -34,3 +38,19 @@ class ServerConfig:
     """Handshake, idle, keepalive and write-stall limits of each connection (see watchdog.py)."""
     max_connections: int | None = 1000
     """Connections beyond this get GOAWAY and are closed at once (C-core and grpc-go: no cap)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, SERVER_RANGES)
+
+
+TIMEOUT_RANGES = {
+    "handshake": OPTIONAL_SECONDS,
+    "idle": OPTIONAL_SECONDS,
+    "keepalive_time": OPTIONAL_SECONDS,
+    "keepalive_timeout": SECONDS,
+    "write_stall": OPTIONAL_SECONDS,
+}
+SERVER_RANGES = {
+    "grace_period": Range(0),
+    "max_connections": Range(1, INT32_MAX, integer=True, optional=True),
+}

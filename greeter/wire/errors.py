@@ -19,12 +19,13 @@ says how it is answered (the core maps errors to the wire in one place, from the
     ├── InvalidTimeoutError          grpc-timeout outside its grammar     INTERNAL
     ├── MalformedHeadersError        RFC 9113 §8.1.1                      RST_STREAM(PROTOCOL_ERROR)
     ├── RejectedRequestError         refused by gRPC rules                its status and HTTP status
+    ├── SettingError                 a setting outside its range          (raised at configuration)
     ├── StreamGoneError              a command names a closed stream      CANCELLED
     └── UnavailableError             the connection takes no new call     UNAVAILABLE
 
 Programming errors (a bad argument, a call out of order) stay ValueError, TypeError and
-RuntimeError, as in the standard library; `InvalidTimeoutError` and `WireFormatError` are also
-ValueErrors because they are raised by parsers of values.
+RuntimeError, as in the standard library; `InvalidTimeoutError`, `WireFormatError` and
+`SettingError` are also ValueErrors because they are raised by parsers and checks of values.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "MessageError",
     "MessageTooLargeError",
     "RejectedRequestError",
+    "SettingError",
     "StreamGoneError",
     "UnannouncedCompressionError",
     "UnavailableError",
@@ -131,6 +133,16 @@ class RejectedRequestError(GreeterError):
         super().__init__(message)
         self.status = status
         self.http_status = http_status
+
+
+class SettingError(GreeterError, ValueError):
+    """A config field or option outside its allowed values (greeter.wire.ranges)."""
+
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
+        super().__init__(f"{setting}: {value!r} is out of range: allowed is {allowed}")
+        self.setting = setting
+        self.value = value
+        self.allowed = allowed
 
 
 class StreamGoneError(GreeterError):

@@ -1,0 +1,87 @@
+"""The allowed values of every numeric setting, checked where the setting is made.
+
+Each config dataclass (CoreConfig, Timeouts, ServerConfig, ClientConfig, ...) names a `Range`
+per numeric field and checks them in ``__post_init__`` with `check_fields`; the command line
+parses its options with `Range.parse`, so a bad value is refused at the start, with one line
+naming the setting, the value and what is allowed, never later as a crash or a silent refusal
+of every request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from greeter.wire.errors import SettingError
+
+__all__ = ["COUNT", "INT32_MAX", "OPTIONAL_SECONDS", "SECONDS", "Range", "check_fields"]
+
+INT32_MAX = 2**31 - 1
+"""HTTP/2's largest window, stream count and stream id (RFC 9113 §6.5.2, §6.9.1)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values: a number from `low` to `high` (`low` itself excluded when `above`)."""
+
+    low: float
+    high: float = math.inf
+    integer: bool = False
+    above: bool = False
+    """`low` itself is not allowed (a positive duration)."""
+    optional: bool = False
+    """None is allowed too (the limit is off)."""
+
+    @property
+    def kind(self) -> str:
+        return "an integer" if self.integer else "a finite number"
+
+    def allowed(self) -> str:
+        low = f"> {_show(self.low)}" if self.above else f">= {_show(self.low)}"
+        text = f"{self.kind} {low}"
+        if self.high != math.inf:
+            text += f" and <= {_show(self.high)}"
+        return f"{text}, or None (off)" if self.optional else text
+
+    def contains(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.above else value >= self.low
+
+    def parse(self, text: str) -> int | float:
+        """A command-line value: parsed as the field's type and checked (ValueError if not)."""
+        try:
+            value: int | float = int(text) if self.integer else float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {self.kind}") from None
+        if not self.contains(value):
+            raise ValueError(f"{text} is out of range: allowed is {self.allowed()}")
+        return value
+
+
+def _show(bound: float) -> str:
+    return str(int(bound)) if bound == int(bound) else f"{bound:g}"
+
+
+COUNT = Range(1, INT32_MAX, integer=True)
+"""A positive count (streams, bytes of a window, frames of a budget)."""
+SECONDS = Range(0, above=True)
+"""A positive duration."""
+OPTIONAL_SECONDS = Range(0, above=True, optional=True)
+"""A time limit: a positive duration, or None (off)."""
+
+
+def check_fields(instance: object, ranges: Mapping[str, Range]) -> None:
+    """Raise SettingError for the first field of `instance` outside its range."""
+    owner = type(instance).__name__
+    for name, allowed in ranges.items():
+        value = getattr(instance, name)
+        if not allowed.contains(value):
+            raise SettingError(f"{owner}.{name}", value, allowed.allowed())
