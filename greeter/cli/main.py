@@ -1,9 +1,11 @@
 """The `greeter` command: `serve` runs Greeter + Health, `hello` calls SayHello, `proxy` relays
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
 `interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases,
-`interop-client` runs those cases against such a server (greeter.cli.interop_client).
-`serve` and `hello` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH); `serve`
-runs on uvloop when it is installed and can share its port among processes (greeter.server.workers).
+`interop-client` runs those cases against such a server (greeter.cli.interop_client), `call`
+calls any method of a server with JSON messages, found through its reflection (greeter.cli.call).
+`serve`, `hello` and `call` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH);
+`serve` runs on uvloop when it is installed and can share its port among processes
+(greeter.server.workers).
 
 Parses arguments, configures logging, wires the server or the client
 together; no protocol logic.
@@ -23,13 +25,14 @@ from typing import Any
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.service import Health
 
+from greeter.cli.call import add_call_parser, call
+from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
-from greeter.client.targets import parse_target
 from greeter.server import Server, Service
-from greeter.server.tls import client_context, server_context
+from greeter.server.tls import server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
     WorkerLink,
@@ -47,7 +50,6 @@ from greeter.tools.proxy import Proxy
 log = logging.getLogger("greeter")
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 50051
 INTEROP_PORT = 10000
 """interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
@@ -58,16 +60,6 @@ def _parse_target(target: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {target!r}")
     return host.strip("[]"), int(port)
-
-
-def _parse_client_target(target: str) -> str:
-    """A gRPC target (host:port, [v6]:port, dns:, ipv4:, ipv6:, unix:PATH); the port defaults
-    to 50051, greeter's."""
-    try:
-        parse_target(target, DEFAULT_PORT)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_parser(commands)
     _add_interop_parser(commands)
     add_interop_client_parser(commands)
+    add_call_parser(commands)
     return parser
 
 
@@ -140,17 +133,11 @@ def _add_hello_parser(commands: Any) -> None:
     hello.add_argument("name")
     hello.add_argument(
         "--target",
-        type=_parse_client_target,
+        type=client_target,
         default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
         metavar="HOST:PORT|unix:PATH",
     )
-    hello.add_argument(
-        "--tls-ca", metavar="PATH", help="use TLS; verify the server against these PEM CAs"
-    )
-    hello.add_argument(
-        "--tls-cert", metavar="PATH", help="use TLS with this PEM client certificate (mutual TLS)"
-    )
-    hello.add_argument("--tls-key", metavar="PATH", help="the PEM private key of --tls-cert")
+    add_tls_arguments(hello)
     hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     add_trace_arguments(hello, switch=True, to="stderr (stdout keeps the reply)")
 
@@ -212,7 +199,7 @@ def _message_types(module: str) -> MessageTypes | None:
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
-    if args.command not in ("serve", "hello"):
+    if args.command not in ("serve", "hello", "call"):
         return
     if args.command == "serve":
         if args.uds is not None and (args.host is not None or args.port is not None):
@@ -234,7 +221,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
             )
     elif args.tls_key is not None and args.tls_cert is None:
-        parser.error("hello: --tls-key needs --tls-cert")
+        parser.error(f"{args.command}: --tls-key needs --tls-cert")
 
 
 def _listening_on(args: argparse.Namespace, server: Server) -> str:
@@ -298,9 +285,7 @@ async def interop_server(args: argparse.Namespace) -> int:
 
 async def hello(args: argparse.Namespace) -> int:
     types = _message_types("gen.greet")
-    tls = None
-    if args.tls_ca is not None or args.tls_cert is not None:
-        tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    tls = tls_context(args)
     with open_trace(args, role="client", default_stream=sys.stderr, types=types) as tap:
         async with Channel(args.target, ssl=tls, tap=tap, default_port=DEFAULT_PORT) as channel:
             stub = GreeterStub(channel)
@@ -340,6 +325,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "replay": replay,
     "interop-server": interop_server,
     "interop-client": interop_client,
+    "call": call,
 }
 
 

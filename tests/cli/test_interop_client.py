@@ -25,6 +25,7 @@ from tests.support.peers import (
     ServerProcess,
     assert_one_line_failure,
     run_greeter,
+    served_cleanly,
     spawn_aio_server,
     spawn_interop_server,
 )
@@ -69,12 +70,6 @@ EXPECTED_FAILURES = {
 """The one stderr line of a case that fails against a server for a known reason (docstring)."""
 
 Results = dict[str, subprocess.CompletedProcess[str]]
-
-
-def served_cleanly(process: ServerProcess) -> None:
-    output = "\n".join(process.lines())
-    assert process.proc.returncode == 0, output
-    assert "Traceback" not in output, output
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,8 @@ async def bidi_hello(
         yield HelloReply(message=f"Hello {request.name}")
 
 
-def greeter_server(port: int = 0) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server with Greeter on 127.0.0.1:`port` (0: a free one); not started yet."""
+def handler() -> grpc.GenericRpcHandler:
+    """greet.Greeter's four methods as a grpc generic handler."""
     codec: dict[str, Any] = {
         "request_deserializer": HelloRequest.FromString,
         "response_serializer": bytes,
@@ -48,10 +48,13 @@ def greeter_server(port: int = 0) -> tuple[grpc.aio.Server, int]:
         "LotsOfGreetings": grpc.stream_unary_rpc_method_handler(lots_of_greetings, **codec),
         "BidiHello": grpc.stream_stream_rpc_method_handler(bidi_hello, **codec),
     }
+    return grpc.method_handlers_generic_handler("greet.Greeter", handlers)
+
+
+def greeter_server(port: int = 0) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server with Greeter on 127.0.0.1:`port` (0: a free one); not started yet."""
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("greet.Greeter", handlers)]
-    )
+    server.add_generic_rpc_handlers([handler()])
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     return server, bound
 

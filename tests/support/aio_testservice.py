@@ -34,7 +34,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script: make `gen` importable from the repo root
@@ -187,9 +187,15 @@ def handler() -> grpc.GenericRpcHandler:
     )
 
 
-async def serve(host: str, port: int) -> None:
-    server = aio.server(options=[("grpc.max_receive_message_length", 8 << 20)])
+def add_test_service(server: aio.Server) -> None:
     server.add_generic_rpc_handlers((handler(),))
+
+
+async def serve(
+    host: str, port: int, add_services: Callable[[aio.Server], None] = add_test_service
+) -> None:
+    server = aio.server(options=[("grpc.max_receive_message_length", 8 << 20)])
+    add_services(server)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     print(f"listening on {host}:{bound}", flush=True)
@@ -201,12 +207,13 @@ async def serve(host: str, port: int) -> None:
     await server.stop(STOP_GRACE)
 
 
-def main() -> None:
+def main(add_services: Callable[[aio.Server], None] = add_test_service) -> None:
+    """Serve what `add_services` adds (TestService by default) until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, add_services))
 
 
 if __name__ == "__main__":

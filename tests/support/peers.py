@@ -220,6 +220,13 @@ class ServerProcess:
         return "\n".join(f"  | {line}" for line in self._lines[-50:])
 
 
+def served_cleanly(process: ServerProcess) -> None:
+    """A stopped server exited 0 and never printed a traceback."""
+    output = "\n".join(process.lines())
+    assert process.proc.returncode == 0, output
+    assert "Traceback" not in output, output
+
+
 @contextmanager
 def stopped_after(process: ServerProcess, stop_timeout: float) -> Iterator[ServerProcess]:
     """Stop `process` on exit; a failed stop is reported unless the body already failed."""
@@ -246,17 +253,19 @@ def spawn_grpc_js_server(
 
 
 AIO_TESTSERVICE = REPO_ROOT / "tests" / "support" / "aio_testservice.py"
+AIO_REFLECTION = REPO_ROOT / "tests" / "support" / "aio_reflection.py"
 AIO_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 
 
 @contextmanager
 def spawn_aio_server(
-    *, ready_timeout: float = 20, stop_timeout: float = 10
+    script: Path = AIO_TESTSERVICE, *, ready_timeout: float = 20, stop_timeout: float = 10
 ) -> Iterator[ServerProcess]:
-    """Start tests/support/aio_testservice.py (grpc.aio's TestService) on 127.0.0.1:0; yield it
-    once it printed its port."""
+    """Start a grpc.aio server script on 127.0.0.1:0 (by default tests/support/aio_testservice.py,
+    grpc.aio's TestService; AIO_REFLECTION adds Greeter and reflection); yield it once it printed
+    its port."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, str(AIO_TESTSERVICE), "--host", "127.0.0.1", "--port", "0"]
+    argv = [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0"]
     process = ServerProcess(argv, cwd=REPO_ROOT, env=env)
     with stopped_after(process, stop_timeout):
         match = process.wait_for_line(AIO_LISTENING_LINE, ready_timeout)
@@ -450,15 +459,17 @@ CLI_TIMEOUT = 20.0
 """Seconds a `python -m greeter ...` subprocess gets before the test fails."""
 
 
-def run_greeter(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m greeter ARGS...` from the repo root, bounded by CLI_TIMEOUT."""
+def run_greeter(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m greeter ARGS...` from the repo root, bounded by CLI_TIMEOUT; `stdin` is what
+    it reads from its standard input (nothing by default)."""
     argv = [sys.executable, "-m", "greeter", *args]
     try:
         return subprocess.run(
             argv,
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            input=stdin,
             capture_output=True,
             text=True,
             encoding="utf-8",
