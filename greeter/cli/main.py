@@ -32,6 +32,7 @@ from greeter.cli.limits import add_limit_arguments, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
 from greeter.server import Server, Service
+from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
@@ -176,20 +177,16 @@ def _add_replay_parser(commands: Any) -> None:
     replay.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per RPC")
 
 
-async def _until_signalled() -> None:
-    """Return on SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+async def _serve_until_signalled(
+    server: Server, grace: float, ready: Callable[[], object], level: int = logging.INFO
+) -> None:
+    """Start `server`, run `ready` (its "serving" line) once SIGINT/SIGTERM already stop it
+    gracefully, then wait for one: GOAWAY, `grace` seconds, cancel the rest."""
 
+    def stopping(signum: signal.Signals) -> None:
+        log.log(level, "%s: shutting down, in-flight RPCs get %.1f s", signum.name, grace)
 
-async def _stop_when_signalled(server: Server, grace: float, level: int = logging.INFO) -> None:
-    """Wait for SIGINT/SIGTERM, then stop gracefully: GOAWAY, `grace` seconds, cancel the rest."""
-    await _until_signalled()
-    log.log(level, "shutting down: GOAWAY sent, in-flight RPCs get %.1f s", grace)
-    await server.stop(grace)
+    await server.serve_until_signalled(grace=grace, ready=ready, stopping=stopping)
     log.log(level, "stopped")
 
 
@@ -261,15 +258,17 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             uds=args.uds,
             reuse_port=worker is not None,
         )
-        await server.start()
         log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
-        names = ", ".join(server.service_names)
-        line = f"serving {names} on {_listening_on(args, server)}"
-        if worker is None:
-            log.info("%s", line)
-        else:
-            worker.ready(line)  # sent on the loop's next turn: after _until_signalled's handlers
-        await _stop_when_signalled(server, args.grace, quiet)
+
+        def ready() -> None:
+            names = ", ".join(server.service_names)
+            line = f"serving {names} on {_listening_on(args, server)}"
+            if worker is None:
+                log.info("%s", line)
+            else:
+                worker.ready(line)
+
+        await _serve_until_signalled(server, args.grace, ready, quiet)
     return 0
 
 
@@ -277,9 +276,11 @@ async def interop_server(args: argparse.Namespace) -> int:
     """Serve TestService + Health until SIGINT or SIGTERM, then shut down gracefully."""
     services = with_reflection([TestService(), Health()], GENERATED_DESCRIPTORS)
     server = Server(services, host=args.host, port=args.port)
-    await server.start()
-    log.info("serving %s on %s", ", ".join(server.service_names), server.address)
-    await _stop_when_signalled(server, args.grace)
+
+    def ready() -> None:
+        log.info("serving %s on %s", ", ".join(server.service_names), server.address)
+
+    await _serve_until_signalled(server, args.grace, ready)
     return 0
 
 
@@ -298,10 +299,13 @@ async def proxy(args: argparse.Namespace) -> int:
     """Relay and trace until SIGINT or SIGTERM."""
     (listen_host, listen_port), (target_host, target_port) = args.listen, args.target
     types = _message_types(args.proto_module)
-    with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
+    with (
+        open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap,
+        SignalCatcher() as caught,  # before the line that says the proxy is up
+    ):
         async with Proxy(listen_host, listen_port, target_host, target_port, tap=tap) as relay:
             log.info("proxying %s:%d -> %s:%d", listen_host, relay.port, target_host, target_port)
-            await _until_signalled()
+            await caught.first()
     log.info("stopped")
     return 0
 
@@ -376,4 +380,6 @@ def _run(
         report(f"{exc.status.name}: {exc.message}")
     except StreamTerminatedError as exc:
         report(f"the connection failed: {exc}")
+    except KeyboardInterrupt:  # Ctrl-C in a client command: the shell's convention, no traceback
+        return 128 + signal.SIGINT
     return 1

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 import os
+import signal
 import socket
 import stat
 from collections.abc import Callable, Iterable
@@ -24,10 +26,13 @@ from grpclib.const import Handler
 from greeter.core.config import CoreConfig
 from greeter.server.config import ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver
+from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls import AlpnGate
 from greeter.tap.attach import ObserverFactory
 
 __all__ = ["CoreConfig", "Server", "ServerConfig", "Service", "Timeouts"]
+
+log = logging.getLogger("greeter.server")
 
 
 class Service(Protocol):
@@ -153,6 +158,42 @@ class Server:
         if self.uds is not None:
             with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
                 os.unlink(self.uds)
+
+    async def serve_until_signalled(
+        self,
+        *,
+        grace: float | None = None,
+        ready: Callable[[], object] | None = None,
+        stopping: Callable[[signal.Signals], object] | None = None,
+        signals: Iterable[signal.Signals] = STOP_SIGNALS,
+    ) -> signal.Signals:
+        """Serve until SIGINT or SIGTERM, then stop gracefully (`stop(grace)`); the signal.
+
+        Starts the server if it is not started. The signal handlers are installed first and
+        `ready` (e.g. logging a "serving" line) runs after the start, so a signal sent as soon
+        as the server is reachable is already a graceful stop; `stopping` runs when the signal
+        arrives. A second signal during the grace period cancels the RPCs still running at once.
+        The running loop's signal handlers, so the main thread only (as grpc.aio's
+        `wait_for_termination` and grpclib's `graceful_exit`).
+        """
+        with SignalCatcher(signals) as caught:
+            if self._server is None:
+                await self.start()
+            if ready is not None:
+                ready()
+            received = await caught.first()
+            if stopping is not None:
+                stopping(received)
+            stopping_task = asyncio.ensure_future(self.stop(grace))
+            hurry = asyncio.ensure_future(caught.second.wait())
+            await asyncio.wait([stopping_task, hurry], return_when=asyncio.FIRST_COMPLETED)
+            if not stopping_task.done():
+                log.warning("second signal: cancelling the in-flight RPCs now")
+                for connection in list(self.connections):
+                    connection.abort()
+            hurry.cancel()
+            await stopping_task
+        return received
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 from grpclib.client import Channel
@@ -128,3 +130,56 @@ async def test_grpclib_in_flight_call_survives_graceful_shutdown() -> None:
     finally:
         channel.close()
         await asyncio.wait_for(stop if stop is not None else server.stop(grace=0), STEP)
+
+
+# -- Server.serve_until_signalled -------------------------------------------------------------
+
+
+async def test_serve_until_signalled_stops_gracefully_on_sigterm() -> None:
+    """The handlers are in place when `ready` runs: a SIGTERM sent from it is a graceful stop
+    (the in-flight RPC finishes), and the method returns the signal."""
+    probe = Probe()
+    server = Server([Greeter(), probe], port=0)
+    seen: list[signal.Signals] = []
+    ready = asyncio.Event()
+    serving = asyncio.create_task(
+        server.serve_until_signalled(grace=STEP, ready=ready.set, stopping=seen.append)
+    )
+    await asyncio.wait_for(ready.wait(), STEP)
+    client = await RawClient.connect(server.port)
+    try:
+        stream_id = client.start_request(path("Slow"))
+        await client.send_message(stream_id, hello("s"), end_stream=True)
+        await asyncio.wait_for(probe.started.wait(), STEP)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await client.wait_until(lambda: len(client.goaways) >= 1, STEP)
+        assert seen == [signal.SIGTERM]
+        probe.release.set()
+        done = await client.wait(stream_id, STEP)
+        assert done.trailers is not None
+        assert dict(done.trailers)["grpc-status"] == "0"
+        assert await asyncio.wait_for(serving, STEP) is signal.SIGTERM
+    finally:
+        await client.close()
+
+
+async def test_a_second_signal_cancels_the_rpcs_still_running() -> None:
+    probe = Probe()
+    server = Server([Greeter(), probe], port=0)
+    ready = asyncio.Event()
+    serving = asyncio.create_task(server.serve_until_signalled(grace=60, ready=ready.set))
+    await asyncio.wait_for(ready.wait(), STEP)
+    client = await RawClient.connect(server.port)
+    try:
+        stream_id = client.start_request(path("Slow"))
+        await client.send_message(stream_id, hello("s"), end_stream=True)
+        await asyncio.wait_for(probe.started.wait(), STEP)
+        os.kill(os.getpid(), signal.SIGINT)
+        await client.wait_until(lambda: len(client.goaways) >= 1, STEP)
+        os.kill(os.getpid(), signal.SIGTERM)  # the grace period is 60 s: this must not wait
+        assert await asyncio.wait_for(serving, STEP) is signal.SIGINT
+        await asyncio.wait_for(probe.cancelled.wait(), STEP)
+    finally:
+        await client.close()
+    # Back to the default actions once the method returned.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
