@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from grpclib.client import Channel
@@ -135,15 +139,23 @@ async def test_grpclib_in_flight_call_survives_graceful_shutdown() -> None:
 # -- Server.serve_until_signalled -------------------------------------------------------------
 
 
-async def test_serve_until_signalled_stops_gracefully_on_sigterm() -> None:
-    """The handlers are in place when `ready` runs: a SIGTERM sent from it is a graceful stop
-    (the in-flight RPC finishes), and the method returns the signal."""
+@dataclass
+class Signalled:
+    """A server in `serve_until_signalled` with one Slow RPC in flight from a raw client."""
+
+    probe: Probe
+    serving: asyncio.Task[signal.Signals]
+    client: RawClient
+    stream_id: int
+
+
+@contextlib.asynccontextmanager
+async def slow_rpc_until_signalled(grace: float, **options: Any) -> AsyncIterator[Signalled]:
     probe = Probe()
     server = Server([Greeter(), probe], port=0)
-    seen: list[signal.Signals] = []
     ready = asyncio.Event()
     serving = asyncio.create_task(
-        server.serve_until_signalled(grace=STEP, ready=ready.set, stopping=seen.append)
+        server.serve_until_signalled(grace=grace, ready=ready.set, **options)
     )
     await asyncio.wait_for(ready.wait(), STEP)
     client = await RawClient.connect(server.port)
@@ -151,35 +163,32 @@ async def test_serve_until_signalled_stops_gracefully_on_sigterm() -> None:
         stream_id = client.start_request(path("Slow"))
         await client.send_message(stream_id, hello("s"), end_stream=True)
         await asyncio.wait_for(probe.started.wait(), STEP)
-        os.kill(os.getpid(), signal.SIGTERM)
-        await client.wait_until(lambda: len(client.goaways) >= 1, STEP)
-        assert seen == [signal.SIGTERM]
-        probe.release.set()
-        done = await client.wait(stream_id, STEP)
-        assert done.trailers is not None
-        assert dict(done.trailers)["grpc-status"] == "0"
-        assert await asyncio.wait_for(serving, STEP) is signal.SIGTERM
+        yield Signalled(probe, serving, client, stream_id)
     finally:
         await client.close()
+
+
+async def test_serve_until_signalled_stops_gracefully_on_sigterm() -> None:
+    """The handlers are in place when `ready` runs: a SIGTERM sent then is a graceful stop (the
+    in-flight RPC finishes), and the method returns the signal."""
+    seen: list[signal.Signals] = []
+    async with slow_rpc_until_signalled(STEP, stopping=seen.append) as run:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await run.client.wait_until(lambda: len(run.client.goaways) >= 1, STEP)
+        assert seen == [signal.SIGTERM]
+        run.probe.release.set()
+        done = await run.client.wait(run.stream_id, STEP)
+        assert done.trailers is not None
+        assert dict(done.trailers)["grpc-status"] == "0"
+        assert await asyncio.wait_for(run.serving, STEP) is signal.SIGTERM
 
 
 async def test_a_second_signal_cancels_the_rpcs_still_running() -> None:
-    probe = Probe()
-    server = Server([Greeter(), probe], port=0)
-    ready = asyncio.Event()
-    serving = asyncio.create_task(server.serve_until_signalled(grace=60, ready=ready.set))
-    await asyncio.wait_for(ready.wait(), STEP)
-    client = await RawClient.connect(server.port)
-    try:
-        stream_id = client.start_request(path("Slow"))
-        await client.send_message(stream_id, hello("s"), end_stream=True)
-        await asyncio.wait_for(probe.started.wait(), STEP)
+    async with slow_rpc_until_signalled(60) as run:
         os.kill(os.getpid(), signal.SIGINT)
-        await client.wait_until(lambda: len(client.goaways) >= 1, STEP)
+        await run.client.wait_until(lambda: len(run.client.goaways) >= 1, STEP)
         os.kill(os.getpid(), signal.SIGTERM)  # the grace period is 60 s: this must not wait
-        assert await asyncio.wait_for(serving, STEP) is signal.SIGINT
-        await asyncio.wait_for(probe.cancelled.wait(), STEP)
-    finally:
-        await client.close()
+        assert await asyncio.wait_for(run.serving, STEP) is signal.SIGINT
+        await asyncio.wait_for(run.probe.cancelled.wait(), STEP)
     # Back to the default actions once the method returned.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
