@@ -189,6 +189,8 @@ class Channel(StubChannel):
             if (live is None or live.draining) and address not in self._connecting:
                 self._connecting[address] = loop.create_task(self._open(address))
         pending = set(self._connecting.values())
+        if not pending:
+            return  # another call connected every address meanwhile: pick looks again
         timeout = self._backoff.connect_timeout(self._backoff.current)
         if deadline is not None:
             timeout = min(timeout, max(deadline.time_remaining(), 0.0))
