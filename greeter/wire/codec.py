@@ -15,11 +15,7 @@ from typing import Any
 import betterproto2
 
 from greeter.wire import protowire
-from greeter.wire.errors import WireFormatError
 
-# Unknown fields may have any wire type but a group: proto3 has none and betterproto2 would read
-# a group's contents as top-level fields.
-ANY_WIRE_TYPE = frozenset({protowire.VARINT, protowire.I64, protowire.LEN, protowire.I32})
 _WIRE_TYPES_OF_SCALARS = (
     (betterproto2.WIRE_VARINT_TYPES, protowire.VARINT),
     (betterproto2.WIRE_FIXED_32_TYPES, protowire.I32),
@@ -57,16 +53,10 @@ def wire_schema(message_type: type[Any]) -> dict[int, frozenset[int]] | None:
 
 def decode(message_type: type[Any], payload: bytes) -> Any:
     """Parse `payload` as `message_type`; raise ValueError (or the parser's error) if corrupt."""
-    protowire.check_wire_format(payload)
-    schema = wire_schema(message_type)
-    if schema is not None:
-        for field in protowire.iter_fields(payload):
-            allowed = schema.get(field.number, ANY_WIRE_TYPE)
-            if field.wire_type not in allowed:
-                raise WireFormatError(
-                    f"field {field.number} at offset {field.offset} has wire type "
-                    f"{field.wire_type}, the schema allows {sorted(allowed)}"
-                )
+    # One pass checks both the framing and, for a betterproto2 class, the wire types: unknown
+    # fields may have any but a group (proto3 has none, and betterproto2 would read a group's
+    # contents as top-level fields).
+    protowire.check_wire_format(payload, wire_schema(message_type))
     return message_type.FromString(payload)
 
 

@@ -10,7 +10,7 @@ A record is a tag varint ``field_number << 3 | wire_type`` followed by the value
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from greeter.wire.errors import WireFormatError
@@ -21,6 +21,11 @@ LEN = 2
 SGROUP = 3  # deprecated groups: a start tag, the group's records, then an end tag
 EGROUP = 4  # with the same field number
 I32 = 5
+
+NOT_A_GROUP = frozenset({VARINT, I64, LEN, I32})
+"""Wire types a field may have when a schema does not name it (proto3 has no groups)."""
+Schema = Mapping[int, frozenset[int]]
+"""Field number -> the wire types its declared type allows."""
 
 _MAX_FIELD_NUMBER = (1 << 29) - 1
 _MAX_VARINT_SIZE = 10  # 64 bits in 7-bit groups; the 10th byte carries only bit 63
@@ -65,10 +70,12 @@ def iter_fields(data: bytes) -> Iterator[WireField]:
         yield WireField(number, wire_type, value, offset)
 
 
-def check_wire_format(data: bytes) -> None:
+def check_wire_format(data: bytes, schema: Schema | None = None) -> None:
     """Raise WireFormatError unless ``data`` is a well-formed sequence of top-level records.
 
-    The contents of LEN values are not examined: without a schema they are just bytes.
+    With a `schema`, each record's wire type must also be one its field allows (fields the
+    schema does not name: any but a group), in the same single pass. The contents of LEN values
+    are not examined: they are the nested message's parser's business.
     """
     end = len(data)
     pos = 0
@@ -78,6 +85,8 @@ def check_wire_format(data: bytes) -> None:
         tag = data[pos]
         if 0x08 <= tag < 0x80 and pos + 1 < end and data[pos + 1] < 0x80:
             wire_type = tag & 7
+            if schema is not None and wire_type not in schema.get(tag >> 3, NOT_A_GROUP):
+                raise _disallowed(tag >> 3, pos, wire_type, schema)
             if wire_type == LEN:
                 offset = pos
                 pos += 2 + data[pos + 1]
@@ -87,13 +96,22 @@ def check_wire_format(data: bytes) -> None:
             if wire_type == VARINT:
                 pos += 2
                 continue
-        pos = _skip_record(data, pos, end)
+        pos = _skip_record(data, pos, end, schema)
 
 
-def _skip_record(data: bytes, pos: int, end: int) -> int:
+def _disallowed(number: int, offset: int, wire_type: int, schema: Schema) -> WireFormatError:
+    allowed = sorted(schema.get(number, NOT_A_GROUP))
+    return WireFormatError(
+        f"field {number} at offset {offset} has wire type {wire_type}, the schema allows {allowed}"
+    )
+
+
+def _skip_record(data: bytes, pos: int, end: int, schema: Schema | None = None) -> int:
     """Validate the record whose tag starts at ``pos``; return the offset after it."""
     offset = pos
     number, wire_type, pos = _read_tag(data, pos, end)
+    if schema is not None and wire_type not in schema.get(number, NOT_A_GROUP):
+        raise _disallowed(number, offset, wire_type, schema)
     if wire_type == SGROUP:
         return _skip_group(data, pos, end, number, offset)[1]
     if wire_type == EGROUP:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
 from hypothesis import given
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from gen.greet import HelloReply, HelloRequest
 from greeter.wire import codec
+from greeter.wire.errors import WireFormatError
 
 
 @pytest.mark.parametrize(
@@ -44,3 +47,27 @@ def test_round_trip(name: str, count: int) -> None:
     request = HelloRequest(name=name, count=count)
     assert codec.decode(HelloRequest, codec.encode(request)) == request
     assert codec.decode(HelloReply, codec.encode(HelloReply(message=name))).message == name
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x08\x05", "field 1 at offset 0 has wire type 0, the schema allows [2]"),
+        (
+            b"\x0a\x00\x0d\x00\x00\x00\x00",
+            "field 1 at offset 2 has wire type 5, the schema allows [2]",
+        ),
+        (
+            b"\x10\x01\x1b\x1c",
+            "field 3 at offset 2 has wire type 3, the schema allows [0, 1, 2, 5]",
+        ),
+        # A two-byte length takes the slow path: checked there too.
+        (
+            b"\x12\xc8\x01" + bytes(200),
+            "field 2 at offset 0 has wire type 2, the schema allows [0]",
+        ),
+    ],
+)
+def test_wire_types_are_checked_in_the_same_pass(data: bytes, message: str) -> None:
+    with pytest.raises(WireFormatError, match=re.escape(message)):
+        codec.decode(HelloRequest, data)
