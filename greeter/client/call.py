@@ -110,7 +110,8 @@ class CallOptions:
     wait_for_ready: bool | None = None
 
 
-_OPTIONS: ContextVar[CallOptions | None] = ContextVar("greeter_call_options", default=None)
+_DEFAULT_OPTIONS = CallOptions()
+_OPTIONS: ContextVar[CallOptions] = ContextVar("greeter_call_options", default=_DEFAULT_OPTIONS)
 _CAPTURE: ContextVar[list[ClientCall[Any, Any]] | None] = ContextVar(
     "greeter_captured_calls", default=None
 )
@@ -185,7 +186,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         self.messages_sent = 0
         self.messages_received = 0
         self._released = False
-        options = _OPTIONS.get() or CallOptions()
+        options = _OPTIONS.get()
         config = channel.config
         self.compression = options.compression or config.compression
         self.wait_for_ready = (

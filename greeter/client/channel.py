@@ -154,7 +154,12 @@ class Channel(StubChannel):
         while True:
             if self._closed:
                 raise GRPCError(Status.UNAVAILABLE, "the channel is closed")
-            ready = [t for t in self._transports.values() if t.accepts_calls]
+            transports = self._transports
+            if len(transports) == 1:  # one address: no list to build for the round-robin
+                (only,) = transports.values()
+                if only.accepts_calls:
+                    return only
+            ready = [t for t in transports.values() if t.accepts_calls]
             if ready:
                 return ready[next(self._next) % len(ready)]
             if any(not t.draining for t in self._transports.values()):

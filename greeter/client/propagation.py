@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from grpclib.metadata import Deadline
 
-from greeter.server.context import current_rpc
+from greeter.server.context import current_rpc_or_none
 
 __all__ = ["inherited_deadline"]
 
@@ -37,10 +37,7 @@ def inherited_deadline(
         candidates.append(Deadline.from_timeout(timeout))
     if deadline is not None:
         candidates.append(deadline)
-    try:
-        handler_deadline: Deadline | None = current_rpc().deadline
-    except LookupError:
-        handler_deadline = None
-    if handler_deadline is not None:
-        candidates.append(handler_deadline)
+    rpc = current_rpc_or_none()
+    if rpc is not None and rpc.deadline is not None:
+        candidates.append(rpc.deadline)
     return min(candidates) if candidates else None

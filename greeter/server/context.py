@@ -50,6 +50,12 @@ def current_rpc() -> RpcContext:
         raise LookupError("current_rpc() called outside a greeter RPC handler") from None
 
 
+def current_rpc_or_none() -> RpcContext | None:
+    """`current_rpc()` for callers that only look (no exception outside a handler: cheaper on
+    a client's every call)."""
+    return _CURRENT.get(None)
+
+
 @contextmanager
 def rpc_scope(stream: ServerStream[Any, Any]) -> Iterator[None]:
     """Make `stream` the current RPC for the block (the driver wraps each handler call)."""
