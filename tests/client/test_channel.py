@@ -7,21 +7,28 @@ its own threads, grpc-js's in Node. Every call goes through the unchanged better
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 import pytest_asyncio
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckResponse
+from hyperframe.frame import GoAwayFrame
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.client import Channel, ChannelState, ClientConfig, call_options, capture_calls
 from greeter.core.config import CoreConfig
 from greeter.server import Server, ServerConfig
 from greeter.services.greeter import Greeter
+from greeter.wire.framing import encode_message
 from tests.support.aio_greeter import running_greeter_server
 from tests.support.peers import grpc_js_server, grpcio_server, spawn_grpc_js_server
 from tests.support.probe import Probe, path
@@ -171,6 +178,64 @@ async def test_graceful_shutdown_lets_a_long_stream_finish() -> None:
         assert stopping is not None
         await asyncio.wait_for(stopping, 20)
         channel.close()
+
+
+GRPC_RESPONSE = [(":status", "200"), ("content-type", "application/grpc")]
+
+
+@contextlib.asynccontextmanager
+async def abrupt_goaway_proxy() -> AsyncIterator[str]:
+    """A proxy-like server: on its first connection it waits for two requests, sends one
+    GOAWAY(NO_ERROR, last stream 1) with no PING round (as proxies and older servers do),
+    answers stream 1 and closes; every later connection answers every request. Replies name
+    the connection ("c1", "c2", ...)."""
+    connections = itertools.count(1)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = next(connections)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        reply = encode_message(bytes(HelloReply(message=f"c{number}")))
+        ended: list[int] = []
+        while data := await reader.read(65536):
+            ended += [
+                e.stream_id for e in conn.receive_data(data) if isinstance(e, h2.events.StreamEnded)
+            ]
+            if number == 1 and len(ended) < 2:
+                writer.write(conn.data_to_send())
+                continue
+            if number == 1:
+                # Raw bytes: h2's close_connection() would forbid answering stream 1 after it.
+                writer.write(GoAwayFrame(0, last_stream_id=1, error_code=0).serialize())
+                ended = [1]
+            for stream_id in ended:
+                conn.send_headers(stream_id, GRPC_RESPONSE)
+                conn.send_data(stream_id, reply)
+                conn.send_headers(stream_id, [("grpc-status", "0")], end_stream=True)
+            ended = []
+            writer.write(conn.data_to_send())
+            if number == 1:
+                await writer.drain()
+                break
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_a_single_abrupt_goaway_finishes_old_calls_and_retries_the_rest() -> None:
+    """Calls up to the GOAWAY's last stream id finish on the old connection; the call above it,
+    never processed, is retried on a new connection without the caller noticing."""
+    async with abrupt_goaway_proxy() as target, Channel(target) as channel:
+        stub = GreeterStub(channel)
+        replies = await asyncio.wait_for(
+            asyncio.gather(*(stub.say_hello(HelloRequest(name=n)) for n in "ab")), 10
+        )
+    assert sorted(r.message for r in replies) == ["c1", "c2"]
 
 
 async def test_after_goaway_new_calls_go_to_a_new_connection(probe: Probe) -> None:
