@@ -28,10 +28,11 @@ from grpclib.health.service import Health
 from greeter.cli.call import add_call_parser, call
 from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
-from greeter.cli.limits import add_limit_arguments, server_config
+from greeter.cli.limits import add_limit_arguments, checked, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
 from greeter.server import Server, Service
+from greeter.server.config import SERVER_RANGES
 from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
 from greeter.server.workers import (
@@ -47,6 +48,7 @@ from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
+from greeter.wire.ranges import Range
 
 log = logging.getLogger("greeter")
 
@@ -56,11 +58,28 @@ INTEROP_PORT = 10000
 UNIX_PREFIX = "unix:"
 
 
-def _parse_target(target: str) -> tuple[str, int]:
+LISTEN_PORT = Range(0, 65_535, integer=True)
+"""A port to listen on: 0 picks a free one."""
+PEER_PORT = Range(1, 65_535, integer=True)
+
+
+def _address(target: str, allowed: Range) -> tuple[str, int]:
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {target!r}")
+    if not allowed.contains(int(port)):
+        raise argparse.ArgumentTypeError(
+            f"port {port} is out of range: allowed is {allowed.allowed()}"
+        )
     return host.strip("[]"), int(port)
+
+
+def _listen_address(target: str) -> tuple[str, int]:
+    return _address(target, LISTEN_PORT)
+
+
+def _peer_address(target: str) -> tuple[str, int]:
+    return _address(target, PEER_PORT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve greet.Greeter and grpc.health.v1.Health")
     serve.add_argument("--host", help=f"default {DEFAULT_HOST}")
-    serve.add_argument("--port", type=int, help=f"default {DEFAULT_PORT}; 0 picks a free port")
+    serve.add_argument(
+        "--port", type=checked(LISTEN_PORT), help=f"default {DEFAULT_PORT}; 0 picks a free port"
+    )
     serve.add_argument(
         "--uds", metavar="PATH", help="listen on this Unix socket instead of --host/--port"
     )
@@ -120,12 +141,16 @@ def _add_interop_parser(commands: Any) -> None:
     interop.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
     interop.add_argument(
         "--port",
-        type=int,
+        type=checked(LISTEN_PORT),
         default=INTEROP_PORT,
         help=f"default {INTEROP_PORT}; 0 picks a free port",
     )
     interop.add_argument(
-        "--grace", type=float, default=5.0, metavar="SECONDS", help="shutdown grace (default 5)"
+        "--grace",
+        type=checked(SERVER_RANGES["grace_period"]),
+        default=5.0,
+        metavar="SECONDS",
+        help="shutdown grace (default 5)",
     )
 
 
@@ -151,8 +176,8 @@ def _add_proxy_parser(commands: Any) -> None:
         "client's bytes are 'in', the server's 'out' (nothing is re-encoded, so one trace "
         "shows both legs).",
     )
-    proxy.add_argument("--listen", type=_parse_target, required=True, metavar="HOST:PORT")
-    proxy.add_argument("--target", type=_parse_target, required=True, metavar="HOST:PORT")
+    proxy.add_argument("--listen", type=_listen_address, required=True, metavar="HOST:PORT")
+    proxy.add_argument("--target", type=_peer_address, required=True, metavar="HOST:PORT")
     proxy.add_argument(
         "--proto-module",
         default="gen.greet",
@@ -170,7 +195,7 @@ def _add_replay_parser(commands: Any) -> None:
         "1 (with a per-RPC report) otherwise.",
     )
     replay.add_argument("file", metavar="FILE", help="a --trace-file written as jsonl")
-    replay.add_argument("--target", type=_parse_target, required=True, metavar="HOST:PORT")
+    replay.add_argument("--target", type=_peer_address, required=True, metavar="HOST:PORT")
     replay.add_argument(
         "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
     )
@@ -191,7 +216,13 @@ async def _serve_until_signalled(
 
 
 def _message_types(module: str) -> MessageTypes | None:
-    return MessageTypes.from_module(module) if module else None
+    """The types of `module`'s services; a ValueError naming --proto-module if it cannot load."""
+    if not module:
+        return None
+    try:
+        return MessageTypes.from_module(module)
+    except ImportError as exc:
+        raise ValueError(f"--proto-module {module!r}: {exc}") from None
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ from greeter.server.driver import ConnectionDriver
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls import AlpnGate
 from greeter.tap.attach import ObserverFactory
+from greeter.wire.errors import SetupFileError
 
 __all__ = ["CoreConfig", "Server", "ServerConfig", "Service", "Timeouts"]
 
@@ -111,6 +112,9 @@ class Server:
             # The TLS handshake precedes the connection's own handshake timer: same limit.
             tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
         if self.uds is not None:
+            directory = os.path.dirname(os.path.abspath(self.uds))
+            if not os.path.isdir(directory):
+                raise SetupFileError(f"Unix socket {self.uds}: no directory {directory}")
             _remove_stale_socket(self.uds)
             self._server = await loop.create_unix_server(factory, self.uds, **tls)
         else:

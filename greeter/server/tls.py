@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Callable
+
+from greeter.wire.errors import SetupFileError
 
 log = logging.getLogger("greeter.tls")
 
@@ -28,7 +31,42 @@ def _for_http2(context: ssl.SSLContext) -> ssl.SSLContext:
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     context.set_ciphers(HTTP2_TLS12_CIPHERS)
     context.set_alpn_protocols([ALPN_H2])
+    # NSS key log (what Wireshark reads to decrypt a capture), as curl and browsers honour it;
+    # ssl.create_default_context does this for clients, a server context needs it set.
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog:
+        context.keylog_filename = keylog
     return context
+
+
+def _readable(kind: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise SetupFileError(f"{kind} {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise SetupFileError(f"{kind} {path}: not readable (permission denied)")
+
+
+def _load_chain(context: ssl.SSLContext, cert_file: str, key_file: str | None) -> None:
+    _readable("TLS certificate", cert_file)
+    if key_file is not None:
+        _readable("TLS private key", key_file)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:
+        why = exc.reason or "unreadable"  # OpenSSL says only "PEM lib" for a file mix-up
+        raise SetupFileError(
+            f"TLS certificate {cert_file} with key {key_file or cert_file}: {why} (expected a"
+            " PEM certificate chain and the PEM private key that belongs to it)"
+        ) from None
+
+
+def _load_cas(context: ssl.SSLContext, ca_file: str) -> None:
+    _readable("TLS CA file", ca_file)
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        why = exc.reason or "unreadable"
+        raise SetupFileError(f"TLS CA file {ca_file}: {why} (expected PEM certificates)") from None
 
 
 def server_context(
@@ -40,10 +78,10 @@ def server_context(
     those CAs or the handshake fails; handlers see it as ``stream.peer.cert()``.
     """
     context = _for_http2(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
-    context.load_cert_chain(cert_file, key_file)
+    _load_chain(context, cert_file, key_file)
     if client_ca_file is not None:
         context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cafile=client_ca_file)
+        _load_cas(context, client_ca_file)
     return context
 
 
@@ -53,9 +91,13 @@ def client_context(
     """A client's context: verifies the server (against `ca_file`, else the system's CAs) and
     its host name; ALPN "h2"; with `cert_file` (and `key_file` unless the key is in it), the
     client certificate for mutual TLS."""
-    context = _for_http2(ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file))
+    if ca_file is None:
+        context = _for_http2(ssl.create_default_context(ssl.Purpose.SERVER_AUTH))
+    else:  # only these CAs, not the system's too (as create_default_context(cafile=...))
+        context = _for_http2(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        _load_cas(context, ca_file)
     if cert_file is not None:
-        context.load_cert_chain(cert_file, key_file)
+        _load_chain(context, cert_file, key_file)
     elif key_file is not None:
         raise ValueError("a client key needs its certificate (cert_file)")
     return context

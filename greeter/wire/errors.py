@@ -20,12 +20,14 @@ says how it is answered (the core maps errors to the wire in one place, from the
     ├── MalformedHeadersError        RFC 9113 §8.1.1                      RST_STREAM(PROTOCOL_ERROR)
     ├── RejectedRequestError         refused by gRPC rules                its status and HTTP status
     ├── SettingError                 a setting outside its range          (raised at configuration)
+    ├── SetupFileError               a file a setting names is unusable   (raised at configuration)
     ├── StreamGoneError              a command names a closed stream      CANCELLED
     └── UnavailableError             the connection takes no new call     UNAVAILABLE
 
 Programming errors (a bad argument, a call out of order) stay ValueError, TypeError and
-RuntimeError, as in the standard library; `InvalidTimeoutError`, `WireFormatError` and
-`SettingError` are also ValueErrors because they are raised by parsers and checks of values.
+RuntimeError, as in the standard library; `InvalidTimeoutError`, `WireFormatError`,
+`SettingError` and `SetupFileError` are also ValueErrors: they are raised by parsers and checks
+of values.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "MessageTooLargeError",
     "RejectedRequestError",
     "SettingError",
+    "SetupFileError",
     "StreamGoneError",
     "UnannouncedCompressionError",
     "UnavailableError",
@@ -143,6 +146,11 @@ class SettingError(GreeterError, ValueError):
         self.setting = setting
         self.value = value
         self.allowed = allowed
+
+
+class SetupFileError(GreeterError, ValueError):
+    """A file a setting names is missing, unreadable or not what it should be (a TLS certificate,
+    key or CA bundle, a Unix socket's directory); the message names the file."""
 
 
 class StreamGoneError(GreeterError):

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.peers import run_greeter
+from tests.support.peers import assert_one_line_failure, run_greeter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,3 +37,32 @@ def test_every_bad_limit_is_refused_with_one_line_naming_it() -> None:
         assert allowed in last, last
         assert value in last, last
         assert "serving" not in result.stderr
+
+
+PORTS = [
+    (("serve", "--port", "70000"), "argument --port: 70000 is out of range"),
+    (("serve", "--port", "-5"), "argument --port: -5 is out of range"),
+    (("interop-server", "--port", "99999"), "argument --port: 99999 is out of range"),
+    (("interop-server", "--grace", "-1"), "argument --grace: -1 is out of range"),
+    (("proxy", "--listen", "127.0.0.1:70000", "--target", "127.0.0.1:1"), "--listen: port 70000"),
+    (("proxy", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:0"), "--target: port 0"),
+    (("replay", "t.jsonl", "--target", "localhost:65536"), "--target: port 65536"),
+    (("hello", "x", "--target", "localhost:70000"), "port must be 1-65535, got '70000'"),
+]
+
+
+def test_ports_out_of_range_are_usage_errors() -> None:
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda case: run_greeter(*case[0]), PORTS))
+    for (_, expected), result in zip(PORTS, done, strict=True):
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr
+        assert expected in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_a_bad_proto_module_is_named_in_one_line() -> None:
+    done = run_greeter(
+        "proxy", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:1", "--proto-module", "no.such"
+    )
+    line = assert_one_line_failure(done)
+    assert line == "greeter: --proto-module 'no.such': No module named 'no'"

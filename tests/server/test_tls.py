@@ -27,10 +27,12 @@ from grpclib.config import Configuration
 from grpclib.const import Cardinality, Handler
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
+from greeter.client import Channel as GreeterChannel
 from greeter.server import Server, ServerConfig, Service
 from greeter.server.handler_stream import ServerStream
 from greeter.server.tls import client_context, server_context
 from greeter.services.greeter import Greeter
+from greeter.wire.errors import SetupFileError
 from tests.support.peers import GrpcioGreeter, assert_one_line_failure, run_greeter
 from tests.support.transports import (
     RPC_TIMEOUT,
@@ -460,3 +462,56 @@ def test_cli_rejects_incomplete_tls_options(args: tuple[str, ...]) -> None:
     done = run_greeter(*args)
     assert done.returncode == 2, done
     assert "--tls-" in done.stderr, done.stderr
+
+
+# -- files that cannot be used are named, and the key log is written ---------------------------
+
+
+def test_missing_and_swapped_files_are_named(certs: Certs, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    cert, key = str(certs.server_cert), str(certs.server_key)
+    cases = [
+        (lambda: server_context(missing, key), f"TLS certificate {missing}: no such file"),
+        (lambda: server_context(cert, missing), f"TLS private key {missing}: no such file"),
+        (lambda: server_context(cert, key, missing), f"TLS CA file {missing}: no such file"),
+        (lambda: client_context(missing), f"TLS CA file {missing}: no such file"),
+        (lambda: server_context(key, cert), f"TLS certificate {key} with key {cert}: "),
+        (lambda: client_context(cert_file=key), f"TLS certificate {key} with key {key}: "),
+    ]
+    for build, message in cases:
+        with pytest.raises(SetupFileError) as caught:
+            build()
+        assert str(caught.value).startswith(message), caught.value
+        assert isinstance(caught.value, ValueError)
+
+
+def test_cli_names_a_missing_file_in_one_line(certs: Certs, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    serve = run_greeter("serve", "--port", "0", "--tls-cert", missing, "--tls-key", missing)
+    assert assert_one_line_failure(serve) == f"greeter: TLS certificate {missing}: no such file"
+    hello = run_greeter("hello", "x", "--tls-ca", missing)
+    assert assert_one_line_failure(hello) == f"greeter: TLS CA file {missing}: no such file"
+    socket_path = str(tmp_path / "no-such-dir" / "s.sock")
+    uds = run_greeter("serve", "--uds", socket_path)
+    line = assert_one_line_failure(uds)
+    assert line == f"greeter: Unix socket {socket_path}: no directory {tmp_path / 'no-such-dir'}"
+
+
+@pytest.mark.asyncio
+async def test_sslkeylogfile_is_honoured_by_both_contexts(
+    certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wireshark decrypts a capture with the NSS key log that SSLKEYLOGFILE names."""
+    server_log, client_log = tmp_path / "server.keys", tmp_path / "client.keys"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(server_log))
+    tls = server_context(str(certs.server_cert), str(certs.server_key))
+    monkeypatch.setenv("SSLKEYLOGFILE", str(client_log))
+    client = client_context(str(certs.ca))
+    async with (
+        Server([Greeter()], port=0, ssl=tls) as server,
+        GreeterChannel(f"localhost:{server.port}", ssl=client) as channel,
+    ):
+        reply = await GreeterStub(channel).say_hello(HelloRequest(name="k"))
+    assert reply.message == "Hello k"
+    for log_file in (server_log, client_log):
+        assert "CLIENT_TRAFFIC_SECRET_0" in log_file.read_text(), log_file
