@@ -11,7 +11,8 @@ diff before committing it::
 
     GREETER_UPDATE_GOLDEN=1 .venv/bin/pytest tests/tap/test_golden.py
 
-With ``GREETER_UPDATE_GOLDEN=1`` the test rewrites the golden files instead of comparing them.
+With ``GREETER_UPDATE_GOLDEN=1`` the test rewrites the golden files instead of comparing them,
+and fails, saying so: a run in that mode checks nothing and must never count as a pass.
 The semantic tests below never read the files, so a regenerated golden cannot hide a
 regression in what the transcript says.
 """
@@ -73,7 +74,7 @@ def test_transcript_matches_golden(canned: Canned, name: str) -> None:
     if UPDATE:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(text.encode("utf-8"))
-        return
+        pytest.fail(f"{path} rewritten (GREETER_UPDATE_GOLDEN=1): review the diff, rerun without")
     assert path.exists(), f"{path} missing: run with GREETER_UPDATE_GOLDEN=1 to create it"
     golden = path.read_bytes().decode("utf-8")
     if text != golden:  # a readable first difference rather than a wall of text
