@@ -7,25 +7,39 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DEPS := interop/node/node_modules/.package-lock.json
 
-.PHONY: serve test pytest lint type gen setup clean
+.PHONY: serve test pytest lint type gen setup clean system-tools
+
+# Debian packages the tests run: openssl (the TLS tests issue their certificates with it).
+SYSTEM_TOOLS := openssl
 
 serve: $(VENV)/.runtime
 	$(BIN)/greeter serve $(ARGS)
 
-test: $(VENV)/.dev $(NODE_DEPS)
+test: $(VENV)/.dev $(NODE_DEPS) system-tools
 	$(BIN)/python tools/gen.py --check
 	$(BIN)/ruff check greeter tests tools benchmarks
 	$(BIN)/ruff format --check greeter tests tools benchmarks
 	$(BIN)/mypy --strict greeter
 	$(BIN)/pytest $(ARGS)
 
-pytest: $(VENV)/.dev $(NODE_DEPS)
+pytest: $(VENV)/.dev $(NODE_DEPS) system-tools
 	$(BIN)/pytest $(ARGS)
 
 gen: $(VENV)/.dev
 	$(BIN)/python tools/gen.py
 
-setup: $(VENV)/.dev $(NODE_DEPS)
+setup: $(VENV)/.dev $(NODE_DEPS) system-tools
+
+# Installs what is missing when run as root (CI); otherwise names the command to run.
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+		else \
+			echo "the tests need:$$missing (as root: apt-get install$$missing)"; exit 1; \
+		fi; \
+	fi
 
 $(VENV)/.created:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
