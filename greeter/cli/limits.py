@@ -90,6 +90,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="time in-flight RPCs get on shutdown (default %(default)s)",
     )
+    group.add_argument(
+        "--drain-delay",
+        type=checked(SERVER_RANGES["drain_delay"]),
+        default=server.drain_delay,
+        metavar="SECONDS",
+        help="on shutdown, report NOT_SERVING and keep serving this long before GOAWAY, so "
+        "load balancers and readiness probes notice (default %(default)s)",
+    )
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -102,6 +110,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         limits=limits,
         grace_period=args.grace,
+        drain_delay=args.drain_delay,
         timeouts=timeouts,
         max_connections=args.max_connections or None,
     )

@@ -23,7 +23,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from grpclib.exceptions import GRPCError, StreamTerminatedError
-from grpclib.health.service import Health
 
 from greeter.cli.call import add_call_parser, call
 from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
@@ -31,7 +30,7 @@ from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, checked, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
-from greeter.server import Server, Service
+from greeter.server import Server
 from greeter.server.config import SERVER_RANGES
 from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
@@ -44,6 +43,7 @@ from greeter.server.workers import (
     uvloop_installed,
 )
 from greeter.services.greeter import Greeter, GreeterStub, HelloRequest
+from greeter.services.health import with_health
 from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
@@ -272,7 +272,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
     parent, which logs it (and the shutdown) once for all workers.
     """
     quiet = logging.INFO if worker is None else logging.DEBUG
-    services: list[Service] = [Greeter(), Health()]
+    services = with_health([Greeter()])
     types = MessageTypes.from_services(services)
     services = with_reflection(services, GENERATED_DESCRIPTORS)
     tls = None
@@ -305,7 +305,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
 
 async def interop_server(args: argparse.Namespace) -> int:
     """Serve TestService + Health until SIGINT or SIGTERM, then shut down gracefully."""
-    services = with_reflection([TestService(), Health()], GENERATED_DESCRIPTORS)
+    services = with_reflection(with_health([TestService()]), GENERATED_DESCRIPTORS)
     server = Server(services, host=args.host, port=args.port)
 
     def ready() -> None:

@@ -186,6 +186,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         self.messages_sent = 0
         self.messages_received = 0
         self._released = False
+        self._caller_cancelled = False
         options = _OPTIONS.get()
         config = channel.config
         self.compression = options.compression or config.compression
@@ -369,7 +370,9 @@ class ClientCall(StubStream[SendT, RecvT]):
         self._raise_if_failed()
 
     async def cancel(self) -> None:
-        """Abandon the call with RST_STREAM(CANCEL); it ends CANCELLED."""
+        """Abandon the call with RST_STREAM(CANCEL); it ends CANCELLED (and leaving the ``async
+        with`` block afterwards raises nothing, as with grpclib)."""
+        self._caller_cancelled = True
         if self.outcome is None:
             self._cancel_stream()
             self._finish_locally(Status.CANCELLED, "cancelled by the client")
@@ -381,7 +384,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         try:
             if exc is not None:
                 await self.cancel()
-            elif self._started:
+            elif self._started and not self._caller_cancelled:
                 await self.recv_trailing_metadata()
         finally:
             self._release()

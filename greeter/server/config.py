@@ -38,6 +38,8 @@ class ServerConfig:
     """Handshake, idle, keepalive and write-stall limits of each connection (see watchdog.py)."""
     max_connections: int | None = 1000
     """Connections beyond this get GOAWAY and are closed at once (C-core and grpc-go: no cap)."""
+    drain_delay: float = 0.0
+    """Seconds a graceful stop keeps serving after health turned NOT_SERVING, before GOAWAY."""
 
     def __post_init__(self) -> None:
         check_fields(self, SERVER_RANGES)
@@ -52,5 +54,6 @@ TIMEOUT_RANGES = {
 }
 SERVER_RANGES = {
     "grace_period": Range(0),
+    "drain_delay": Range(0),
     "max_connections": Range(1, INT32_MAX, integer=True, optional=True),
 }

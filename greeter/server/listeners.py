@@ -19,7 +19,7 @@ import socket
 import stat
 from collections.abc import Callable, Iterable
 from ssl import SSLContext
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from grpclib.const import Handler
 
@@ -40,6 +40,13 @@ class Service(Protocol):
     """Anything with grpclib's service contract: betterproto2 bases, grpclib's Health, ..."""
 
     def __mapping__(self) -> dict[str, Handler]: ...
+
+
+@runtime_checkable
+class DrainAware(Protocol):
+    """A service told when a graceful stop begins (greeter.services.health.ServingHealth)."""
+
+    def draining(self) -> None: ...
 
 
 class Server:
@@ -64,8 +71,11 @@ class Server:
         reuse_port: bool = False,
     ) -> None:
         self.mapping: dict[str, Handler] = {}
+        self._drain_aware: list[DrainAware] = []
         for service in services:
             self.mapping.update(service.__mapping__())
+            if isinstance(service, DrainAware):
+                self._drain_aware.append(service)
         self.host = host
         self.requested_port = port
         self.ssl = ssl
@@ -79,6 +89,7 @@ class Server:
         self.connections: set[ConnectionDriver] = set()
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._stopping = False
 
     # -- ConnectionHost (greeter.server.driver): what each connection's driver uses ---------------
 
@@ -141,10 +152,20 @@ class Server:
         return f"{host}:{self.port}"
 
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: stop accepting, GOAWAY, let RPCs finish for `grace` s, then cancel."""
-        if self._server is None:
+        """Graceful shutdown: services report draining (health: NOT_SERVING) and the server keeps
+        serving for `config.drain_delay` s; then it stops accepting, sends GOAWAY, lets RPCs
+        finish for `grace` s and cancels the rest."""
+        server = self._server
+        if server is None or self._stopping:
             return
-        server, self._server = self._server, None
+        self._stopping = True
+        for service in self._drain_aware:
+            service.draining()
+        if self.config.drain_delay > 0:
+            # Still accepting and serving: load balancers and readiness probes need time to see
+            # NOT_SERVING and route new calls elsewhere (docs/serving.md, "Shutdown").
+            await asyncio.sleep(self.config.drain_delay)
+        self._server = None
         server.close()
         grace = self.config.grace_period if grace is None else grace
         connections = list(self.connections)
@@ -162,6 +183,7 @@ class Server:
         if self.uds is not None:
             with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
                 os.unlink(self.uds)
+        self._stopping = False
 
     async def serve_until_signalled(
         self,
