@@ -81,7 +81,9 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         type=checked(_or_zero(SERVER_RANGES["max_connections"])),
         default=server.max_connections or 0,
         metavar="N",
-        help="refuse connections beyond N with GOAWAY (default %(default)s; 0 = no cap)",
+        help="at N open connections, close the one idle longest for a newcomer; refuse only "
+        "when all N have RPCs (default %(default)s: the file-descriptor limit less 64; 0 = no "
+        "cap)",
     )
     group.add_argument(
         "--grace",

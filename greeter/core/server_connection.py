@@ -133,17 +133,18 @@ class ServerConnection(Connection):
         stream.closing = True
         self._dirty[stream_id] = stream
 
-    def start_shutdown(self) -> None:
+    def start_shutdown(self, debug: bytes = b"") -> None:
         """Begin a graceful shutdown with the two-step GOAWAY of RFC 9113 §6.8.
 
         The first GOAWAY names the largest stream id, so requests already in flight are not lost;
         a PING follows, and its ACK (one round trip later) triggers the final GOAWAY that names
-        the last stream actually received. Streams started after it are refused.
+        the last stream actually received. Streams started after it are refused. `debug` goes
+        in the first GOAWAY's debug data (why the connection is closing).
         """
         if self._shutdown_started or self.closed:
             return
         self._shutdown_started = True
-        self._inject_goaway(MAX_STREAM_ID)
+        self._inject_goaway(MAX_STREAM_ID, debug)
         self._h2.ping(SHUTDOWN_PING)
 
     # -- h2 event handlers ---------------------------------------------------------------------
@@ -306,11 +307,13 @@ class ServerConnection(Connection):
             self._h2.send_headers(stream_id, block, end_stream=True)
         self._stop_request(stream_id)
 
-    def _inject_goaway(self, last_stream_id: int) -> None:
+    def _inject_goaway(self, last_stream_id: int, debug: bytes = b"") -> None:
         # h2's close_connection() would also close its state machine and forbid the responses of
         # in-flight streams, so graceful GOAWAYs are serialised here and queued in order.
         self._held_output += self._h2.data_to_send()
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        frame = GoAwayFrame(
+            0, last_stream_id=last_stream_id, error_code=ErrorCodes.NO_ERROR, additional_data=debug
+        )
         self._held_output += frame.serialize()
 
 

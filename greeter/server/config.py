@@ -7,6 +7,7 @@ docs/security.md explains the defaults and compares them with grpc-go's and C-co
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 
 from greeter.core.config import CoreConfig
@@ -27,6 +28,20 @@ class Timeouts:
         check_fields(self, TIMEOUT_RANGES)
 
 
+FD_RESERVE = 64
+"""File descriptors kept for everything but accepted connections: listeners, log and trace
+files, the connections handlers open as clients."""
+
+
+def fd_connection_budget() -> int:
+    """The default connection cap: what the process's file-descriptor limit (RLIMIT_NOFILE, its
+    soft value) leaves after `FD_RESERVE`, so the cap, not EMFILE, decides who is refused."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return INT32_MAX
+    return max(1, min(soft - FD_RESERVE, INT32_MAX))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Server settings: the protocol limits of each connection and the shutdown grace period."""
@@ -36,8 +51,11 @@ class ServerConfig:
     """Seconds in-flight RPCs get to finish after GOAWAY before they are cancelled."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     """Handshake, idle, keepalive and write-stall limits of each connection (see watchdog.py)."""
-    max_connections: int | None = 1000
-    """Connections beyond this get GOAWAY and are closed at once (C-core and grpc-go: no cap)."""
+    max_connections: int | None = field(default_factory=fd_connection_budget)
+    """Open connections at most (default: the file-descriptor limit less `FD_RESERVE`; None: no
+    cap, as C-core and grpc-go). At the cap the connection idle longest gets GOAWAY and is closed
+    to make room; a newcomer is refused (GOAWAY "too many connections") only when every open
+    connection has RPCs."""
     drain_delay: float = 0.0
     """Seconds a graceful stop keeps serving after health turned NOT_SERVING, before GOAWAY."""
 

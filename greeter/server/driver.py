@@ -47,6 +47,9 @@ UNARY_REQUEST = frozenset({Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM})
 # this many messages without a flush the driver writes and yields, so resets and other clients
 # are served while a large stream is produced.
 MESSAGES_PER_TURN = 64
+SHED_GRACE = 1.0
+"""Seconds a connection closed by the connection cap gets to finish (a PING round trip and the
+requests that raced the GOAWAY); short, since its file descriptor is already given away."""
 PREFACE_SIZE = 24  # RFC 9113 §3.4: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -112,7 +115,7 @@ class ConnectionDriver(asyncio.Protocol):
         self.conn.initiate()
         if not self._server.admit(self):
             log.warning(
-                "refusing connection from %s: %d connections open",
+                "refusing connection from %s: %d connections open, every one with RPCs",
                 self.peer.addr(),
                 config.max_connections,
             )
@@ -178,6 +181,24 @@ class ConnectionDriver(asyncio.Protocol):
         self.transport.resume_reading()
         if self._watchdog is not None:
             self._watchdog.write_paused(False)
+
+    @property
+    def idle_since(self) -> float | None:
+        """Loop time since which this connection has had no RPC; None while it has one."""
+        return self._watchdog.idle_since if self._watchdog is not None else None
+
+    def shed(self, reason: str) -> None:
+        """Close this idle connection to make room (the connection cap): the two-step GOAWAY,
+        so a request already on its way is still served (or, above the final GOAWAY, safely
+        retried by the client), then closed once drained or after `SHED_GRACE` seconds."""
+        log.warning("closing connection from %s: %s", self.peer.addr(), reason)
+        self.conn.start_shutdown(reason.encode())
+        self._flush()
+        self._loop.call_later(SHED_GRACE, self._shed_overdue)
+
+    def _shed_overdue(self) -> None:
+        if not self.closed.done():
+            self.abort(ErrorCodes.NO_ERROR, "connection cap: closed for a new connection")
 
     @property
     def write_paused(self) -> bool:

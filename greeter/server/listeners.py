@@ -98,10 +98,20 @@ class Server:
         return next(self._connection_ids)
 
     def admit(self, connection: ConnectionDriver) -> bool:
-        """Count a new connection; False when `config.max_connections` are already open."""
+        """Count a new connection. At `config.max_connections`, the connection idle longest (no
+        RPC) is closed with GOAWAY to make room; False when every open one has RPCs."""
         limit = self.config.max_connections
         if limit is not None and len(self.connections) >= limit:
-            return False
+            idle = [c for c in self.connections if c.idle_since is not None]
+            if not idle:
+                return False
+            longest = min(idle, key=lambda c: c.idle_since or 0.0)
+            self.connections.discard(longest)
+            idle_for = asyncio.get_running_loop().time() - (longest.idle_since or 0.0)
+            longest.shed(
+                f"connection cap ({limit}) reached: idle for {idle_for:.1f} s, closed for a new"
+                " connection"
+            )
         self.connections.add(connection)
         return True
 

@@ -45,7 +45,8 @@ class Watchdog:
         self._ping = ping
         now = loop.time()
         self.last_read = now
-        self._idle_since: float | None = now
+        self.idle_since: float | None = now
+        """Loop time since which the connection has had no RPC; None while it has one."""
         self._handshake_done = False
         self._paused_since: float | None = None
         self._ping_sent_at: float | None = None
@@ -76,7 +77,7 @@ class Watchdog:
 
     def rpcs_active(self, active: bool) -> None:
         """An RPC started (True) or the last one ended (False)."""
-        self._idle_since = None if active else self._loop.time()
+        self.idle_since = None if active else self._loop.time()
 
     def write_paused(self, paused: bool) -> None:
         if not paused:
@@ -113,7 +114,7 @@ class Watchdog:
     def _on_idle(self) -> None:
         idle = self._timeouts.idle
         assert idle is not None
-        since = self._idle_since
+        since = self.idle_since
         now = self._loop.time()
         if since is not None and now - since >= idle:
             self._expire(f"idle for {idle} s", False)

@@ -38,6 +38,13 @@ async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 5.0) -
     return bytes(received)
 
 
+async def still_served(client: RawClient, name: str) -> None:
+    """One SayHello on `client` is answered; then the client closes."""
+    result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name=name)))
+    assert HelloReply.FromString(result.messages()[0]).message == f"Hello {name}"
+    await client.close()
+
+
 async def test_a_connection_without_preface_is_closed_after_the_handshake_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -74,19 +81,44 @@ async def test_an_idle_connection_gets_goaway_and_is_closed(
     assert "idle for 0.3 s" in caplog.text
 
 
-async def test_the_connection_cap_refuses_with_goaway(caplog: pytest.LogCaptureFixture) -> None:
+async def test_at_the_connection_cap_the_longest_idle_connection_makes_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12: idle connections at the cap no longer lock a newcomer out."""
     async with serving(timeouts=NO_LIMITS, max_connections=2) as server:
-        first = await RawClient.connect(server.port)
-        second = await RawClient.connect(server.port)
+        oldest = await RawClient.connect(server.port)
+        await oldest.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="o")))
+        recent = await RawClient.connect(server.port)
+        await recent.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="r")))
+        newcomer = await RawClient.connect(server.port)
+        await oldest.wait_until(lambda: bool(oldest.goaways))
+        assert oldest.goaways[0].error_code == ErrorCodes.NO_ERROR
+        assert oldest.goaways[0].additional_data.startswith(b"connection cap (2) reached: idle")
+        await oldest.wait_closed_by_server()
+        for client in (recent, newcomer):  # neither noticed
+            assert not client.goaways
+            await still_served(client, "y")
+    assert "connection cap (2) reached" in caplog.text
+
+
+async def test_a_newcomer_is_refused_only_when_every_connection_is_busy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serving(timeouts=NO_LIMITS, max_connections=2) as server:
+        busy = [await RawClient.connect(server.port) for _ in range(2)]
+        for client in busy:  # a client-streaming call left open: an RPC in progress
+            stream_id = client.start_request("/greet.Greeter/LotsOfGreetings")
+            await client.send_message(stream_id, bytes(HelloRequest(name="b")))
+        for client in busy:
+            await client.ping()  # a round trip: the server has read the request before it
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         refused = await closed_by_server(reader)
         writer.close()
         assert b"too many connections" in refused  # the GOAWAY's debug data
-        for client in (first, second):
-            result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="y")))
-            assert HelloReply.FromString(result.messages()[0]).message == "Hello y"
+        for client in busy:
+            assert not client.goaways
             await client.close()
-    assert "2 connections open" in caplog.text
+    assert "2 connections open, every one with RPCs" in caplog.text
 
 
 async def test_a_bug_in_the_driver_costs_only_its_connection(
@@ -105,9 +137,7 @@ async def test_a_bug_in_the_driver_costs_only_its_connection(
         assert healthy.goaways[-1].error_code == ErrorCodes.INTERNAL_ERROR
         monkeypatch.undo()  # the bug is gone again: a new connection must be served
         other = await RawClient.connect(server.port)  # the server itself is fine
-        result = await other.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="z")))
-        assert HelloReply.FromString(result.messages()[0]).message == "Hello z"
-        await other.close()
+        await still_served(other, "z")
     assert "simulated bug" in caplog.text
 
 
