@@ -21,11 +21,26 @@ _CORE_OPTIONS = (
     ("--max-concurrent-streams", "max_concurrent_streams", "N", None),
 )
 # (flag, Timeouts field, help)
+# (flags, Timeouts field, help)
 _TIME_LIMITS = (
-    ("--handshake-timeout", "handshake", "close a connection whose HTTP/2 preface is late"),
-    ("--idle-timeout", "idle", "GOAWAY to a connection without RPCs for this long"),
-    ("--keepalive-time", "keepalive_time", "PING a peer silent for this long"),
-    ("--write-stall-timeout", "write_stall", "close a peer that reads nothing for this long"),
+    (("--handshake-timeout",), "handshake", "close a connection whose HTTP/2 preface is late"),
+    (
+        ("--max-connection-idle", "--idle-timeout"),
+        "idle",
+        "GOAWAY to a connection without RPCs for this long",
+    ),
+    (("--keepalive-time",), "keepalive_time", "PING a peer silent for this long"),
+    (("--write-stall-timeout",), "write_stall", "close a peer that reads nothing for this long"),
+    (
+        ("--max-connection-age",),
+        "max_connection_age",
+        "GOAWAY to a connection this old (±10 %%), so clients reconnect and balancers rebalance",
+    ),
+    (
+        ("--max-connection-age-grace",),
+        "max_connection_age_grace",
+        "then cancel its RPCs still running after this long",
+    ),
 )
 
 
@@ -59,10 +74,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=metavar,
             help=help_text,
         )
-    for flag, name, help_text in _TIME_LIMITS:
+    for flags, name, help_text in _TIME_LIMITS:
         default = getattr(timeouts, name)
         group.add_argument(
-            flag,
+            *flags,
             dest=name,
             type=checked(_or_zero(TIMEOUT_RANGES[name])),
             default=0.0 if default is None else default,

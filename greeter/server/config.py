@@ -23,6 +23,13 @@ class Timeouts:
     keepalive_time: float | None = 7200.0
     keepalive_timeout: float = 20.0
     write_stall: float | None = 60.0
+    max_connection_age: float | None = None
+    """gRFC A9: after this long (±10 % jitter) a connection gets GOAWAY, its RPCs finish and it
+    closes, so clients reconnect and L4 balancers spread them again (grpc-go's MaxConnectionAge;
+    None: never, as grpc-go's default)."""
+    max_connection_age_grace: float | None = None
+    """RPCs still running this long after the age's GOAWAY are cancelled and the connection
+    closed (grpc-go's MaxConnectionAgeGrace; None: they may run to the end)."""
 
     def __post_init__(self) -> None:
         check_fields(self, TIMEOUT_RANGES)
@@ -69,6 +76,8 @@ TIMEOUT_RANGES = {
     "keepalive_time": OPTIONAL_SECONDS,
     "keepalive_timeout": SECONDS,
     "write_stall": OPTIONAL_SECONDS,
+    "max_connection_age": OPTIONAL_SECONDS,
+    "max_connection_age_grace": OPTIONAL_SECONDS,
 }
 SERVER_RANGES = {
     "grace_period": Range(0),

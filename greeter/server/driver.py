@@ -124,7 +124,11 @@ class ConnectionDriver(asyncio.Protocol):
             transport.close()
             return
         self._watchdog = Watchdog(
-            self._loop, config.timeouts, expire=self._expired, ping=self._send_keepalive
+            self._loop,
+            config.timeouts,
+            expire=self._expired,
+            ping=self._send_keepalive,
+            retire=self._retire,
         )
         self._watchdog.start()
         self._flush()
@@ -192,9 +196,14 @@ class ConnectionDriver(asyncio.Protocol):
         so a request already on its way is still served (or, above the final GOAWAY, safely
         retried by the client), then closed once drained or after `SHED_GRACE` seconds."""
         log.warning("closing connection from %s: %s", self.peer.addr(), reason)
+        self._retire(reason)
+        self._loop.call_later(SHED_GRACE, self._shed_overdue)
+
+    def _retire(self, reason: str) -> None:
+        """The two-step GOAWAY with `reason`; the connection closes once its RPCs are done."""
+        log.debug("retiring connection from %s: %s", self.peer.addr(), reason)
         self.conn.start_shutdown(reason.encode())
         self._flush()
-        self._loop.call_later(SHED_GRACE, self._shed_overdue)
 
     def _shed_overdue(self) -> None:
         if not self.closed.done():

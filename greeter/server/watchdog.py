@@ -1,4 +1,4 @@
-"""Time limits of one connection: handshake, idle, keepalive and write-stall deadlines.
+"""Time limits of one connection: handshake, idle, keepalive, write-stall and age deadlines.
 
 The core has no timers; this module owns them for the connection driver, which reports what happens
 (bytes read, RPCs starting and ending, the write buffer pausing) and is called back with a reason
@@ -15,11 +15,15 @@ Defaults and why (grpc-go / C-core for comparison):
   if no ACK comes within the timeout — grpc-go's and C-core's server defaults (2 h, 20 s).
 - write stall 60 s: a peer that reads nothing while we have more than the transport's high-water
   mark queued is dropped (grpc-go relies on keepalive for this; it would take 2 h).
+- max connection age: off, as in grpc-go. When set (gRFC A9), ±10 % jitter keeps connections
+  opened together from all retiring together; the GOAWAY is graceful, and the grace (off: none)
+  bounds how long the RPCs left may run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 from greeter.server.config import Timeouts
@@ -38,11 +42,14 @@ class Watchdog:
         *,
         expire: Callable[[str, bool], None],
         ping: Callable[[], None],
+        retire: Callable[[str], None],
     ) -> None:
         self._loop = loop
         self._timeouts = timeouts
         self._expire = expire
         self._ping = ping
+        self._retire = retire
+        """Graceful GOAWAY with a reason: the connection closes once its RPCs are done."""
         now = loop.time()
         self.last_read = now
         self.idle_since: float | None = now
@@ -62,6 +69,9 @@ class Watchdog:
         ):
             if delay is not None:
                 self._arm(name, now + delay)
+        age = timeouts.max_connection_age
+        if age is not None:
+            self._arm("age", now + age * random.uniform(0.9, 1.1))
 
     def stop(self) -> None:
         for handle in self._handles.values():
@@ -144,6 +154,16 @@ class Watchdog:
             return
         timeout = self._timeouts.keepalive_timeout
         self._expire(f"keepalive PING not acknowledged within {timeout} s", True)
+
+    def _on_age(self) -> None:
+        self._retire(f"max connection age {self._timeouts.max_connection_age:g} s")
+        grace = self._timeouts.max_connection_age_grace
+        if grace is not None:
+            self._arm("age_grace", self._loop.time() + grace)
+
+    def _on_age_grace(self) -> None:
+        grace = self._timeouts.max_connection_age_grace
+        self._expire(f"max connection age grace of {grace:g} s over", False)
 
     def _on_write_stall(self) -> None:
         # hard: a peer that reads nothing would never take the GOAWAY either.

@@ -17,6 +17,7 @@ from greeter.server import Server, ServerConfig
 from greeter.server.config import Timeouts
 from greeter.server.driver import HANDLERS
 from greeter.services.greeter import Greeter
+from tests.support.probe import Probe, path
 from tests.support.rawclient import RawClient
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
@@ -167,3 +168,50 @@ async def test_keepalive_keeps_a_peer_that_answers() -> None:
         result = await client.unary("/greet.Greeter/SayHello", bytes(HelloRequest(name="k")))
         assert HelloReply.FromString(result.messages()[0]).message == "Hello k"
         await client.close()
+
+
+# -- max connection age (gRFC A9) ----------------------------------------------------------------
+
+
+async def test_max_connection_age_sends_goaway_and_lets_the_rpc_finish() -> None:
+    probe = Probe()
+    timeouts = Timeouts(handshake=None, idle=None, keepalive_time=None, max_connection_age=0.5)
+    config = ServerConfig(timeouts=timeouts)
+    async with Server([Greeter(), probe], port=0, config=config) as server:
+        loop = asyncio.get_running_loop()
+        client = await RawClient.connect(server.port)
+        opened = loop.time()
+        stream_id = client.start_request(path("Slow"))
+        await client.send_message(stream_id, bytes(HelloRequest(name="a")), end_stream=True)
+        await client.wait_until(lambda: bool(client.goaways))
+        aged = loop.time() - opened
+        assert 0.45 <= aged < 2.0, aged  # 0.5 s ± 10 %: not before 0.45 s
+        assert client.goaways[0].additional_data == b"max connection age 0.5 s"
+        assert client.goaways[0].error_code == ErrorCodes.NO_ERROR
+        probe.release.set()  # the RPC in flight still finishes, then the connection closes
+        done = await client.wait(stream_id)
+        assert dict(done.trailers or [])["grpc-status"] == "0"
+        await client.wait_closed_by_server()
+
+
+async def test_max_connection_age_grace_cancels_what_is_still_running() -> None:
+    probe = Probe()
+    timeouts = Timeouts(
+        handshake=None,
+        idle=None,
+        keepalive_time=None,
+        max_connection_age=0.2,
+        max_connection_age_grace=0.5,
+    )
+    config = ServerConfig(timeouts=timeouts)
+    async with Server([Greeter(), probe], port=0, config=config) as server:
+        loop = asyncio.get_running_loop()
+        client = await RawClient.connect(server.port)
+        stream_id = client.start_request(path("Slow"))
+        await client.send_message(stream_id, bytes(HelloRequest(name="a")), end_stream=True)
+        await client.wait_until(lambda: bool(client.goaways))
+        goaway_at = loop.time()
+        await client.wait_closed_by_server()
+        assert loop.time() - goaway_at >= 0.45  # the grace, not sooner
+        await asyncio.wait_for(probe.cancelled.wait(), 5)
+        assert client.goaways[-1].additional_data == b"max connection age grace of 0.5 s over"
