@@ -5,6 +5,7 @@ The names below are greeter's public face; everything else may change without no
 - serve: `Server`, `ServerConfig`, `CoreConfig`, `Timeouts`, `Service` (anything with grpclib's
   ``__mapping__()``), TLS contexts `server_context` / `client_context`;
 - inside a handler: `current_rpc()` returns the running RPC's `ServerStream` (`RpcContext`);
+  `ServerInterceptor` / `RpcOutcome`: middleware around every RPC (``Server(interceptors=)``);
 - call: `Channel` (a drop-in for grpclib's under the generated stubs; inside a handler its calls
   inherit the handler's deadline; ``tap=`` traces it), `ClientConfig`, `ChannelState`,
   `ClientInterceptor`, `RetryPolicy`, `RetryThrottling`, `call_options()` / `capture_calls()`
@@ -31,8 +32,10 @@ from greeter.client import (
 from greeter.server import (
     CoreConfig,
     RpcContext,
+    RpcOutcome,
     Server,
     ServerConfig,
+    ServerInterceptor,
     ServerStream,
     Service,
     Timeouts,
@@ -56,8 +59,10 @@ __all__ = [
     "RetryPolicy",
     "RetryThrottling",
     "RpcContext",
+    "RpcOutcome",
     "Server",
     "ServerConfig",
+    "ServerInterceptor",
     "ServerStream",
     "Service",
     "Tap",

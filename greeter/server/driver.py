@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from grpclib.const import Cardinality, Handler, Status
@@ -37,6 +37,7 @@ from greeter.core.server_connection import ServerConnection
 from greeter.server.config import ServerConfig
 from greeter.server.context import rpc_scope
 from greeter.server.handler_stream import ServerStream
+from greeter.server.interceptors import ServerInterceptor
 from greeter.server.watchdog import Watchdog
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 
@@ -62,6 +63,7 @@ class ConnectionHost(Protocol):
 
     config: ServerConfig
     tap: ObserverFactory | None
+    interceptors: Sequence[ServerInterceptor]
 
     @property
     def mapping(self) -> Mapping[str, Handler]:
@@ -254,7 +256,9 @@ class ConnectionDriver(asyncio.Protocol):
             log.info("unknown method %s from %s", event.path, self.peer.addr())
             self.conn.send_trailers(event.stream_id, Status.UNIMPLEMENTED, "Method not found")
             return
-        stream: ServerStream[Any, Any] = ServerStream(self, event, handler)
+        stream: ServerStream[Any, Any] = ServerStream(
+            self, event, handler, self._server.interceptors
+        )
         if not self._rpcs and self._watchdog is not None:
             self._watchdog.rpcs_active(True)
         self._rpcs[event.stream_id] = stream
@@ -347,7 +351,9 @@ class ConnectionDriver(asyncio.Protocol):
 
     async def _run(self, stream: ServerStream[Any, Any]) -> None:
         try:
-            with rpc_scope(stream):  # current_rpc() inside the handler
+            with rpc_scope(stream):  # current_rpc() inside the handler (and the interceptors)
+                for interceptor in self._server.interceptors:
+                    await interceptor.start(stream)
                 await stream.handler.func(stream)
             if not stream.trailers_sent:
                 self._end(stream, Status.OK, "")
@@ -364,6 +370,8 @@ class ConnectionDriver(asyncio.Protocol):
                 stream.timer.cancel()
             if self._rpcs.get(stream.stream_id) is stream:
                 self._forget(stream.stream_id)
+            if self._server.interceptors:
+                _report_end(stream, self._server.interceptors)
             self._close_if_drained()
 
     def _end(
@@ -466,6 +474,16 @@ class ConnectionDriver(asyncio.Protocol):
     def _send_keepalive(self) -> None:
         self.conn.send_keepalive_ping()
         self._flush()
+
+
+def _report_end(stream: ServerStream[Any, Any], interceptors: Sequence[ServerInterceptor]) -> None:
+    """The interceptors' `end`, innermost first; one that raises is logged, the rest still run."""
+    outcome = stream.outcome()
+    for interceptor in reversed(interceptors):
+        try:
+            interceptor.end(stream, outcome)
+        except Exception:
+            log.exception("server interceptor %r failed ending %s", interceptor, stream.path)
 
 
 HANDLERS: dict[type[Any], Callable[[ConnectionDriver, Any], None]] = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from grpclib.const import Handler, Status
@@ -57,11 +58,45 @@ def _pairs(metadata: MetadataLike | None) -> Iterable[tuple[str, str | bytes]]:
     return metadata
 
 
+@dataclass(frozen=True)
+class RpcOutcome:
+    """How an RPC ended, as its interceptors' `end` sees it (greeter.server.interceptors)."""
+
+    status: Status
+    """CANCELLED when the client reset the stream or went away before any status was sent."""
+    message: str
+    duration: float
+    """Seconds from the RPC's arrival to its end."""
+    messages_received: int
+    messages_sent: int
+
+
+class MessageHooks(Protocol):
+    """The per-message half of greeter.server.interceptors.ServerInterceptor."""
+
+    def receive(self, rpc: ServerStream[Any, Any], message: Any) -> Any: ...
+
+    def send(self, rpc: ServerStream[Any, Any], message: Any) -> Any: ...
+
+
 class ServerStream(Generic[RecvT, SendT]):
     """One RPC as its handler sees it. Created by the driver, never by handlers."""
 
-    def __init__(self, host: RpcHost, request: RequestReceived, handler: Handler) -> None:
+    def __init__(
+        self,
+        host: RpcHost,
+        request: RequestReceived,
+        handler: Handler,
+        interceptors: Sequence[MessageHooks] = (),
+    ) -> None:
         self._host = host
+        self.interceptors = interceptors
+        self.started_at = asyncio.get_running_loop().time()
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.status: Status | None = None
+        """The status the trailers carried; None until they are sent."""
+        self.status_message = ""
         self.stream_id = request.stream_id
         self.handler = handler
         self.path = request.path
@@ -127,7 +162,11 @@ class ServerStream(Generic[RecvT, SendT]):
         payload, flow_bytes, self.last_message_compressed = self._inbox.popleft()
         self._host.conn.acknowledge(self.stream_id, flow_bytes)
         self._host.schedule_flush()
-        return self._decode(payload)
+        message = self._decode(payload)
+        self.messages_received += 1
+        for interceptor in self.interceptors:
+            message = interceptor.receive(self, message)
+        return message
 
     def _decode(self, payload: bytes) -> RecvT:
         request_type = self.handler.request_type
@@ -209,7 +248,10 @@ class ServerStream(Generic[RecvT, SendT]):
         `compress` overrides, for this message, `set_message_compression` and the RPC's
         `set_response_compression` default.
         """
+        for interceptor in reversed(self.interceptors):
+            message = interceptor.send(self, message)
         payload = codec.encode(message)
+        self.messages_sent += 1
         if compress is None:
             compress = self.response_compression
             if self._compress_next is not None:
@@ -255,6 +297,14 @@ class ServerStream(Generic[RecvT, SendT]):
         pairs = [*self.trailing_metadata, *_pairs(metadata)]
         self._command(self._host.conn.send_trailers, status, message, pairs, encoded)
         self.trailers_sent = True
+        self.status, self.status_message = status, message
+
+    def outcome(self) -> RpcOutcome:
+        """How the RPC ended (for interceptors); CANCELLED if no status was ever sent."""
+        status = Status.CANCELLED if self.status is None else self.status
+        message = self.status_message if self.status is not None else "the client went away"
+        duration = asyncio.get_running_loop().time() - self.started_at
+        return RpcOutcome(status, message, duration, self.messages_received, self.messages_sent)
 
     async def cancel(self) -> None:
         """Abandon the RPC with RST_STREAM(CANCEL), as grpclib's Stream.cancel does."""

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from ssl import SSLContext
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +26,7 @@ from grpclib.const import Handler
 from greeter.core.config import CoreConfig
 from greeter.server.config import ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver
+from greeter.server.interceptors import ServerInterceptor
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls import AlpnGate
 from greeter.tap.attach import ObserverFactory
@@ -69,6 +70,7 @@ class Server:
         ssl: SSLContext | None = None,
         uds: str | None = None,
         reuse_port: bool = False,
+        interceptors: Iterable[ServerInterceptor] = (),
     ) -> None:
         self.mapping: dict[str, Handler] = {}
         self._drain_aware: list[DrainAware] = []
@@ -84,6 +86,8 @@ class Server:
         self.reuse_port = reuse_port
         """SO_REUSEPORT: several processes listen on one port, the kernel spreads connections."""
         self.config = config or ServerConfig()
+        self.interceptors: Sequence[ServerInterceptor] = tuple(interceptors)
+        """Run around every RPC, in order (greeter.server.interceptors)."""
         self.tap = tap
         """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
         self.connections: set[ConnectionDriver] = set()
