@@ -6,20 +6,20 @@ The sources: greet.proto (gen/greet) and the grpc.testing interop interface unde
 Usage: python tools/gen.py          rewrite gen/
        python tools/gen.py --check  print a diff and exit 1 when gen/ differs from a fresh run
 
-The plugin (protoc-gen-python_betterproto2) and grpc_tools' protoc are dev dependencies only
-(pyproject.toml [dev]); nothing here runs at server run time.
+The plugin (protoc-gen-python_betterproto2) and grpc_tools' protoc are the optional extra
+``greeter[gen]`` (and in [dev]); nothing here runs at server run time.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from greeter.tools import codegen
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -29,28 +29,14 @@ PROTOS = (
     "grpc/testing/messages.proto",
     "grpc/testing/test.proto",
 )
-OPTIONS = "server_generation=async,client_generation=async,google_protobuf_descriptors"
 
 
 def generate(out_dir: Path) -> None:
-    """Run protoc with the betterproto2 plugin found next to this interpreter."""
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{ROOT}",
-            f"--python_betterproto2_out={out_dir}",
-            f"--python_betterproto2_opt={OPTIONS}",
-            *PROTOS,
-        ],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
+    """The repo's protos, compiled as `greeter gen` compiles a user's (greeter.tools.codegen)."""
+    codegen.generate(
+        [ROOT / name if name == "greet.proto" else PROTO_DIR / name for name in PROTOS],
+        out_dir,
+        include=[PROTO_DIR, ROOT],
     )
 
 

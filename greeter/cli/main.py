@@ -26,6 +26,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from greeter.cli.call import add_call_parser, call
 from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
+from greeter.cli.gen import add_gen_parser, gen
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, checked, server_config
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interop_parser(commands)
     add_interop_client_parser(commands)
     add_call_parser(commands)
+    add_gen_parser(commands)
     return parser
 
 
@@ -358,6 +360,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "hello": hello,
     "proxy": proxy,
     "replay": replay,
+    "gen": gen,
     "interop-server": interop_server,
     "interop-client": interop_client,
     "call": call,
