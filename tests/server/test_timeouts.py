@@ -145,13 +145,20 @@ async def test_a_bug_in_the_driver_costs_only_its_connection(
 async def test_keepalive_closes_a_peer_that_does_not_answer_pings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    timeouts = Timeouts(handshake=None, idle=None, keepalive_time=0.2, keepalive_timeout=0.2)
+    timeouts = Timeouts(handshake=None, idle=None, keepalive_time=0.2, keepalive_timeout=0.3)
     async with serving(timeouts=timeouts) as server:
+        loop = asyncio.get_running_loop()
         silent = await RawClient.connect(server.port, ack_pings=False)
+        connected = loop.time()
         await silent.wait_closed_by_server()
+        # Not before keepalive_time (silence) + keepalive_timeout (no ACK): 0.5 s.
+        assert loop.time() - connected >= 0.45
         pings = [f for f in silent.frames if isinstance(f, PingFrame) and "ACK" not in f.flags]
-        assert pings, "the server never sent a keepalive PING"
-    assert "keepalive PING not acknowledged within 0.2 s" in caplog.text
+        assert len(pings) == 1, "one keepalive PING, then the deadline for its ACK"
+        [goaway] = silent.goaways
+        assert goaway.error_code == ErrorCodes.NO_ERROR
+        assert goaway.additional_data == b"keepalive PING not acknowledged within 0.3 s"
+    assert "keepalive PING not acknowledged within 0.3 s" in caplog.text
 
 
 async def test_keepalive_keeps_a_peer_that_answers() -> None:
