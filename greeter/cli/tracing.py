@@ -15,6 +15,7 @@ from greeter.tap.attach import ObserverFactory
 from greeter.tap.filters import RecordFilter
 from greeter.tap.observer import DEFAULT_REDACT, TapFactory
 from greeter.tap.resolve import MessageTypes
+from greeter.tap.rpc import MAX_MESSAGE_SIZE
 from greeter.tap.sinks import TraceWriter
 
 LAYERS = ("frame", "message", "rpc", "connection")
@@ -104,5 +105,7 @@ def open_trace(
             stream = stack.enter_context(open(args.trace_file, "w", encoding="utf-8"))
         writer = TraceWriter(stream, format=trace_format(args), filter=record_filter(args))
         redact = (*DEFAULT_REDACT, *(name.lower() for name in args.trace_redact))
-        yield TapFactory(writer, role=role, types=types, redact=redact)
+        # A server's trace inflates no more than the server accepts (--max-receive-message-size).
+        limit = getattr(args, "max_receive_message_size", MAX_MESSAGE_SIZE)
+        yield TapFactory(writer, role=role, types=types, redact=redact, max_message_size=limit)
         stream.flush()

@@ -36,7 +36,7 @@ from greeter.tap.records import (
     Record,
 )
 from greeter.tap.resolve import MessageTypes
-from greeter.tap.rpc import Calls, Headers
+from greeter.tap.rpc import MAX_MESSAGE_SIZE, Calls, Headers
 
 DEFAULT_REDACT = frozenset(
     {"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
@@ -54,7 +54,8 @@ class Tap:
     ``role`` says what the tapped endpoint is: for ``"server"`` the client preface and the
     requests arrive ``"in"``; for ``"client"`` they leave ``"out"``. ``types`` decodes messages
     of known methods; ``clock`` timestamps records (inject a fake one in tests);
-    ``max_streams`` caps the streams tracked at once (module docstring).
+    ``max_streams`` caps the streams tracked at once (module docstring); ``max_message_size``
+    bounds what it reassembles and inflates per message (use the endpoint's receive limit).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Tap:
         redact: Iterable[str] = DEFAULT_REDACT,
         clock: Callable[[], float] = time.monotonic,
         max_streams: int = MAX_TRACKED_STREAMS,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self._emit = emit
         self._max_streams = max_streams
@@ -87,7 +89,12 @@ class Tap:
         }
         self._flow = FlowControl(emit, connection_id)
         self._calls = Calls(
-            emit, connection_id=connection_id, requests=self._requests, peer=peer, types=types
+            emit,
+            connection_id=connection_id,
+            requests=self._requests,
+            peer=peer,
+            types=types,
+            max_message_size=max_message_size,
         )
         self._streams: dict[int, set[Direction]] = {}
         """Tracked stream id -> the directions that sent END_STREAM."""
@@ -261,11 +268,14 @@ class TapFactory:
         role: Literal["server", "client"] = "server",
         types: MessageTypes | None = None,
         redact: Iterable[str] = DEFAULT_REDACT,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self.emit = emit
         self.role: Literal["server", "client"] = role
         self.types = types
         self.redact = tuple(redact)
+        self.max_message_size = max_message_size
+        """Largest message each Tap reassembles and decompresses (default gRPC's 4 MiB)."""
 
     def __call__(self, connection_id: int, peer: str | None) -> Tap:
         return Tap(
@@ -275,4 +285,5 @@ class TapFactory:
             peer=peer,
             types=self.types,
             redact=self.redact,
+            max_message_size=self.max_message_size,
         )

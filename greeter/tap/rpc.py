@@ -7,10 +7,12 @@ of: response HEADERS carrying ``grpc-status`` or END_STREAM (trailers, or Traile
 RST_STREAM (gRPC doc/PROTOCOL-HTTP2.md). A reset after the end shows only as a frame.
 
 Messages are reassembled per stream and direction with :class:`greeter.wire.framing.MessageDecoder`
-(limit :data:`MAX_MESSAGE_SIZE`), decompressed with the direction's ``grpc-encoding`` (bounded
-by the same limit) and decoded by :func:`greeter.tap.decode.decode_payload`. A broken prefix
-(flag > 1, length above the limit) or a stream that ends inside a message yields one
-MessageRecord with ``error`` and stops decoding that direction of that stream.
+(limit ``max_message_size``: by default :data:`MAX_MESSAGE_SIZE`, gRPC's default receive limit;
+a server's trace uses its own receive limit), decompressed with the direction's ``grpc-encoding``
+(bounded by the same limit, so tracing never inflates more than the endpoint itself accepts)
+and decoded by :func:`greeter.tap.decode.decode_payload`. A broken prefix (flag > 1, length
+above the limit) or a stream that ends inside a message yields one MessageRecord with ``error``
+and stops decoding that direction of that stream.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from greeter.wire.errors import MessageError, MessageTooLargeError
 from greeter.wire.framing import FramedMessage, MessageDecoder
 from greeter.wire.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 
-MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-"""Largest message (compressed or not) the tap reassembles and decompresses."""
+MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+"""Largest message (compressed or not) the tap reassembles and decompresses, by default."""
 MILESTONES = (
     "response_headers",
     "first_request",
@@ -67,7 +69,11 @@ class _Call:
     )
 
     def __init__(
-        self, method: str, start: float, types: tuple[type[Any], type[Any]] | None
+        self,
+        method: str,
+        start: float,
+        types: tuple[type[Any], type[Any]] | None,
+        max_message_size: int,
     ) -> None:
         self.method = method
         self.start = start
@@ -76,8 +82,8 @@ class _Call:
         self.timeout: float | None = None
         self.encodings: dict[Direction, str] = {"in": "identity", "out": "identity"}
         self.decoders: dict[Direction, MessageDecoder | None] = {
-            "in": MessageDecoder(MAX_MESSAGE_SIZE),
-            "out": MessageDecoder(MAX_MESSAGE_SIZE),
+            "in": MessageDecoder(max_message_size),
+            "out": MessageDecoder(max_message_size),
         }
         self.counts: dict[Direction, int] = {"in": 0, "out": 0}
         self.milestones: dict[str, float] = {}
@@ -112,7 +118,16 @@ def _status(value: str | None) -> int | None:
 class Calls:
     """The open RPCs of one connection, keyed by stream id; emits message and rpc records."""
 
-    __slots__ = ("_calls", "_connection_id", "_emit", "_peer", "_requests", "_responses", "_types")
+    __slots__ = (
+        "_calls",
+        "_connection_id",
+        "_emit",
+        "_max_message_size",
+        "_peer",
+        "_requests",
+        "_responses",
+        "_types",
+    )
 
     def __init__(
         self,
@@ -122,8 +137,10 @@ class Calls:
         requests: Direction,
         peer: str | None,
         types: MessageTypes | None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self._emit = emit
+        self._max_message_size = max_message_size
         self._connection_id = connection_id
         self._requests: Direction = requests
         self._responses: Direction = "out" if requests == "in" else "in"
@@ -135,7 +152,8 @@ class Calls:
         """Request headers opened a stream: remember the RPC and emit ``start``."""
         fields = dict(headers)
         method = fields.get(":path", "")
-        call = _Call(method, record.timestamp, self._types.lookup(method) if self._types else None)
+        types = self._types.lookup(method) if self._types else None
+        call = _Call(method, record.timestamp, types, self._max_message_size)
         call.authority = fields.get(":authority")
         call.timeout = _timeout(fields.get("grpc-timeout"))
         call.encodings[self._requests] = fields.get("grpc-encoding", compression.IDENTITY)
@@ -215,7 +233,7 @@ class Calls:
         encoding = call.encodings[direction]
         data, error = message.payload, None
         if message.compressed:
-            data, error = _decompress(encoding, message.payload)
+            data, error = _decompress(encoding, message.payload, self._max_message_size)
         decoded = fields = None
         is_request = direction == self._requests
         if error is None:
@@ -313,13 +331,13 @@ def _custom(headers: Headers) -> Headers:
     return tuple((name, value) for name, value in headers if not is_reserved_header(name))
 
 
-def _decompress(encoding: str, payload: bytes) -> tuple[bytes, str | None]:
+def _decompress(encoding: str, payload: bytes, limit: int) -> tuple[bytes, str | None]:
     """(decompressed, None), or (payload, why not)."""
     if encoding == compression.IDENTITY:
         return payload, "Compressed-Flag set without a grpc-encoding"
     if not compression.is_supported(encoding):
         return payload, f"unsupported grpc-encoding {encoding!r}"
     try:
-        return compression.decompress(encoding, payload, MAX_MESSAGE_SIZE), None
+        return compression.decompress(encoding, payload, limit), None
     except MessageError as exc:
         return payload, str(exc)

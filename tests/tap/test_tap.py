@@ -57,7 +57,9 @@ class Clock:
 class Tapped:
     """A `Pair` whose core feeds a server-side tap and a client-side tap."""
 
-    def __init__(self, *, peers: bool = True, **pair_kwargs: Any) -> None:
+    def __init__(
+        self, *, peers: bool = True, tap_options: dict[str, Any] | None = None, **pair_kwargs: Any
+    ) -> None:
         self.clock = Clock()
         self.records: list[Record] = []
         self.client_records: list[Record] = []
@@ -68,6 +70,7 @@ class Tapped:
             peer="127.0.0.1:5000" if peers else None,
             types=TYPES,
             clock=self.clock,
+            **(tap_options or {}),
         )
         self.client_tap = Tap(
             self.client_records.append,
@@ -281,6 +284,18 @@ def test_gzip_compressed_request() -> None:
     (message,) = t.of(MessageRecord, stream_id=stream_id)
     assert (message.compressed, message.encoding, message.length) == (True, "gzip", len(body))
     assert (message.data, message.decoded) == (request("zipped"), HelloRequest(name="zipped"))
+
+
+def test_the_tap_inflates_no_more_than_its_message_limit() -> None:
+    """A 60 KB gzip body of 64 MiB of zeros: the tap stops at its limit (the server's receive
+    limit in `greeter serve --trace`) instead of inflating it all for the trace."""
+    t = Tapped(tap_options={"max_message_size": 1 << 20})
+    stream_id = t.pair.open(SAY_HELLO, encoding="gzip")
+    bomb = gzip.compress(bytes(64 << 20))
+    t.pair.send(stream_id, encode_message(bomb, compressed=True), end=True)
+    [message] = t.of(MessageRecord, stream_id=stream_id)
+    assert message.error == "decompressed message larger than max (1048576)"
+    assert message.data == bomb  # the compressed bytes, as received
 
 
 def test_corrupt_gzip_body_is_an_error_with_the_compressed_bytes() -> None:
