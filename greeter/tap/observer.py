@@ -139,10 +139,13 @@ class Tap:
         if self._silent:
             return
         self._silent = True
+        now = self._clock()
         for stream_id in list(self._streams):
+            with contextlib.suppress(Exception):
+                self._calls.cut(stream_id, self._requests, now, f"connection closed: {reason}")
             self._drop(stream_id)
         with contextlib.suppress(Exception):
-            self._emit(self._connection_record(None, self._clock(), reason))
+            self._emit(self._connection_record(None, now, reason))
 
     def _fail(self, direction: Direction, exc: Exception) -> None:
         self._silent = True
@@ -234,6 +237,15 @@ class Tap:
             )
 
     def _on_goaway(self, record: FrameRecord) -> None:
+        # RFC 9113 §6.8: streams above the last stream id were never processed by the server;
+        # the RPCs the client opened there are over (a gRPC client retries them elsewhere). A
+        # client's GOAWAY names server-initiated streams, which gRPC has none of.
+        last = record.last_stream_id
+        if last is not None and record.direction != self._requests:  # the server's GOAWAY
+            for stream_id in [s for s in self._streams if s > last]:
+                why = f"above GOAWAY's last stream id {last}: never processed"
+                self._calls.cut(stream_id, record.direction, record.timestamp, why)
+                self._drop(stream_id)
         self._emit(
             ConnectionRecord(
                 self._connection_id,

@@ -285,14 +285,22 @@ class Calls:
             )
         )
 
+    def cut(self, stream_id: int, direction: Direction, timestamp: float, why: str) -> None:
+        """The RPC on `stream_id` ended without status or reset (connection closed, or above a
+        GOAWAY's last stream id): an end record whose status message says so."""
+        call = self._calls.pop(stream_id, None)
+        if call is not None:
+            self._end(call, None, {}, cut=(stream_id, direction, timestamp, f"cut: {why}"))
+
     def _end(
         self,
         call: _Call,
-        record: FrameRecord,
+        record: FrameRecord | None,
         fields: dict[str, str],
         *,
         metadata: Headers = (),
         reset: str | None = None,
+        cut: tuple[int, Direction, float, str] | None = None,
     ) -> None:
         if call.ended:
             return
@@ -300,12 +308,18 @@ class Calls:
         status = _status(fields.get("grpc-status"))
         message = fields.get("grpc-message")
         details = fields.get("grpc-status-details-bin")
+        if record is not None:
+            stream_id, direction, timestamp = record.stream_id, record.direction, record.timestamp
+            note = decode_grpc_message(message) if message is not None else None
+        else:
+            assert cut is not None
+            stream_id, direction, timestamp, note = cut
         self._emit(
             RpcRecord(
                 self._connection_id,
-                record.direction,
-                record.timestamp,
-                record.stream_id,
+                direction,
+                timestamp,
+                stream_id,
                 "end",
                 call.method,
                 peer=self._peer,
@@ -314,7 +328,7 @@ class Calls:
                 metadata=metadata,
                 status=status,
                 status_name=_STATUS_NAMES.get(status),
-                status_message=decode_grpc_message(message) if message is not None else None,
+                status_message=note,
                 status_details=(
                     decode_status_details(details, self._types) if details is not None else None
                 ),

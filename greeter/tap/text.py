@@ -237,6 +237,8 @@ def _rpc_end(record: RpcRecord, style: _Style) -> Lines:
         if record.status_message:
             status += f" {record.status_message!r}"
         parts.append(status if record.status == 0 else style.error(status))
+    elif record.status_message:  # cut: no status ever came (closed, or above a GOAWAY)
+        parts.append(style.error(f"({record.status_message})"))
     if record.reset is not None:
         parts.append(f"reset={_error_code(record.reset, style)}")
     parts.append(f"requests={record.requests} responses={record.responses}")

@@ -522,3 +522,21 @@ def test_client_role_sees_the_mirror_of_the_server_role() -> None:
     assert events >= {"open", "window", "stall", "unstall", "ping_rtt"}
     start = next(r for r in t.client_records if isinstance(r, RpcRecord))
     assert (start.direction, start.event) == ("out", "start")
+
+
+def test_rpcs_cut_by_goaway_or_a_closed_connection_get_an_end_record() -> None:
+    """Issue 11: an RPC above the final GOAWAY's last stream id, and one still open when the
+    connection closes, each get an `end` record saying why (no status, no reset)."""
+    t = Tapped()
+    processed = t.pair.open(SAY_HELLO)
+    t.pair.send(processed, encode_message(request("a")), end=True)  # no handler answers
+    late = t.pair.open(SAY_HELLO, pump=False)
+    t.core.close(reason="bye")  # final GOAWAY naming `processed` as the last stream
+    t.pair.pump()
+    ends = t.of(RpcRecord, event="end")
+    [cut] = [r for r in ends if r.stream_id == late]
+    assert cut.status is None and cut.reset is None
+    assert cut.status_message == f"cut: above GOAWAY's last stream id {processed}: never processed"
+    t.tap.close("peer closed")
+    [closed] = [r for r in t.of(RpcRecord, event="end") if r.stream_id == processed]
+    assert closed.status_message == "cut: connection closed: peer closed"
