@@ -29,6 +29,12 @@ from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_t
 from greeter.cli.gen import add_gen_parser, gen
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, checked, server_config
+from greeter.cli.metrics import (
+    add_metrics_arguments,
+    check_metrics_arguments,
+    process_metrics,
+    workers_metrics,
+)
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
 from greeter.server import Server
@@ -125,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")
+    add_metrics_arguments(serve)
     _add_hello_parser(commands)
     _add_proxy_parser(commands)
     _add_replay_parser(commands)
@@ -250,6 +257,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error(
                 "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
             )
+        check_metrics_arguments(parser, args)
     elif args.tls_key is not None and args.tls_cert is None:
         parser.error(f"{args.command}: --tls-key needs --tls-cert")
 
@@ -281,15 +289,19 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
     if args.tls_cert is not None:
         tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
     with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
+        host = DEFAULT_HOST if args.host is None else args.host
+        metrics = process_metrics(args, host, worker=worker is not None)
         server = Server(
             services,
-            host=DEFAULT_HOST if args.host is None else args.host,
+            host=host,
             port=DEFAULT_PORT if args.port is None else args.port,
             config=server_config(args),
             tap=tap,
             ssl=tls,
             uds=args.uds,
             reuse_port=worker is not None,
+            interceptors=[metrics] if metrics is not None else (),
+            monitor=metrics,
         )
         log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
 
@@ -384,13 +396,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         link = WorkerLink(worker_fd)
         return _run(serve(args, link), loop_factory(args.loop), link.failed)
     if serving and args.workers > 1:
-        return run_workers(
-            sys.argv[1:] if argv is None else argv,
-            count=args.workers,
-            host=DEFAULT_HOST if args.host is None else args.host,
-            port=DEFAULT_PORT if args.port is None else args.port,
-            grace=args.grace,
-        )
+        host = DEFAULT_HOST if args.host is None else args.host
+        try:
+            with workers_metrics(args, host):
+                return run_workers(
+                    sys.argv[1:] if argv is None else argv,
+                    count=args.workers,
+                    host=host,
+                    port=DEFAULT_PORT if args.port is None else args.port,
+                    grace=args.grace,
+                )
+        except OSError as exc:  # the metrics endpoint could not bind
+            _log_error(str(exc))
+            return 1
     factory = loop_factory(args.loop) if serving else None
     return _run(COMMANDS[args.command](args), factory, _log_error)
 

@@ -54,6 +54,16 @@ requests that raced the GOAWAY); short, since its file descriptor is already giv
 PREFACE_SIZE = 24  # RFC 9113 §3.4: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
+class ServerMonitor(Protocol):
+    """Told of connection-level events (greeter.server.prometheus.PrometheusMetrics)."""
+
+    def connection_opened(self) -> None: ...
+
+    def connection_closed(self) -> None: ...
+
+    def defence_fired(self, name: str) -> None: ...
+
+
 class ConnectionHost(Protocol):
     """What a driver needs from the server that accepted its connection (greeter.server.Server).
 
@@ -64,6 +74,7 @@ class ConnectionHost(Protocol):
     config: ServerConfig
     tap: ObserverFactory | None
     interceptors: Sequence[ServerInterceptor]
+    monitor: ServerMonitor | None
 
     @property
     def mapping(self) -> Mapping[str, Handler]:
@@ -332,6 +343,8 @@ class ConnectionDriver(asyncio.Protocol):
         self._close_if_drained()
 
     def _on_defence(self, event: DefenceTriggered) -> None:
+        if self._server.monitor is not None:
+            self._server.monitor.defence_fired(event.name)
         log.warning(
             "defence %s fired on connection from %s: %s", event.name, self.peer.addr(), event.detail
         )

@@ -25,7 +25,7 @@ from grpclib.const import Handler
 
 from greeter.core.config import CoreConfig
 from greeter.server.config import ServerConfig, Timeouts
-from greeter.server.driver import ConnectionDriver
+from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls import AlpnGate
@@ -71,6 +71,7 @@ class Server:
         uds: str | None = None,
         reuse_port: bool = False,
         interceptors: Iterable[ServerInterceptor] = (),
+        monitor: ServerMonitor | None = None,
     ) -> None:
         self.mapping: dict[str, Handler] = {}
         self._drain_aware: list[DrainAware] = []
@@ -88,6 +89,8 @@ class Server:
         self.config = config or ServerConfig()
         self.interceptors: Sequence[ServerInterceptor] = tuple(interceptors)
         """Run around every RPC, in order (greeter.server.interceptors)."""
+        self.monitor = monitor
+        """Told of connections opening and closing and of defences firing (metrics)."""
         self.tap = tap
         """Called per accepted connection for an observer of its bytes (greeter.tap.TapFactory)."""
         self.connections: set[ConnectionDriver] = set()
@@ -110,17 +113,25 @@ class Server:
             if not idle:
                 return False
             longest = min(idle, key=lambda c: c.idle_since or 0.0)
-            self.connections.discard(longest)
+            self._forget(longest)
             idle_for = asyncio.get_running_loop().time() - (longest.idle_since or 0.0)
             longest.shed(
                 f"connection cap ({limit}) reached: idle for {idle_for:.1f} s, closed for a new"
                 " connection"
             )
         self.connections.add(connection)
+        if self.monitor is not None:
+            self.monitor.connection_opened()
         return True
 
     def release(self, connection: ConnectionDriver) -> None:
-        self.connections.discard(connection)
+        self._forget(connection)
+
+    def _forget(self, connection: ConnectionDriver) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            if self.monitor is not None:
+                self.monitor.connection_closed()
 
     @property
     def service_names(self) -> list[str]:

@@ -297,7 +297,10 @@ class Supervisor:
                 continue
             expected = (0,) if worker.ready_line else (0, -signal.SIGTERM)
             if status not in expected:
-                log.warning("worker %d exited with status %d", worker.index, status)
+                # Quiet: stopping after a start failure, already reported in one line; the other
+                # workers (failing alike, e.g. on a taken port) add nothing.
+                if not quiet:
+                    log.warning("worker %d exited with status %d", worker.index, status)
                 clean = False
         if not quiet:
             log.info("stopped")

@@ -1,0 +1,123 @@
+"""greeter.server.prometheus: go-grpc-prometheus's metric names and labels over the four RPC
+kinds and an error, greeter's connection and defence metrics (in-process, a private registry);
+then `greeter serve --metrics-port` with one process and with two workers (one scrape sums
+both), and a port that cannot be bound."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from prometheus_client import CollectorRegistry
+
+from gen.greet import GreeterStub, HelloReply, HelloRequest
+from greeter.client import Channel
+from greeter.core.config import CoreConfig
+from greeter.server import Server, ServerConfig
+from greeter.server.prometheus import PrometheusMetrics
+from greeter.services.greeter import Greeter
+from tests.support.peers import assert_one_line_failure, run_greeter, spawn_greeter_server
+from tests.support.rawclient import RawClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Picky(Greeter):
+    async def say_hello(self, message: HelloRequest) -> HelloReply:
+        if message.name == "nobody":
+            raise GRPCError(Status.NOT_FOUND, "no such person")
+        return await super().say_hello(message)
+
+
+async def names(*items: str) -> AsyncIterator[HelloRequest]:
+    for name in items:
+        yield HelloRequest(name=name)
+
+
+@pytest.mark.asyncio
+async def test_rpc_metrics_have_go_grpc_prometheus_names_and_labels() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with (
+        Server([Picky()], port=0, interceptors=[metrics], monitor=metrics) as server,
+        Channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = GreeterStub(channel)
+        await stub.say_hello(HelloRequest(name="a"))
+        with pytest.raises(GRPCError):
+            await stub.say_hello(HelloRequest(name="nobody"))
+        [_ async for _ in stub.lots_of_replies(HelloRequest(name="s", count=3))]
+        await stub.lots_of_greetings(names("x", "y"))
+        [_ async for _ in stub.bidi_hello(names("p", "q"))]
+        assert registry.get_sample_value("greeter_server_open_connections") == 1
+
+    def sample(name: str, kind: str, method: str, **extra: str) -> float | None:
+        labels = {"grpc_type": kind, "grpc_service": "greet.Greeter", "grpc_method": method}
+        return registry.get_sample_value(name, {**labels, **extra})
+
+    assert sample("grpc_server_started_total", "unary", "SayHello") == 2
+    assert sample("grpc_server_handled_total", "unary", "SayHello", grpc_code="OK") == 1
+    assert sample("grpc_server_handled_total", "unary", "SayHello", grpc_code="NotFound") == 1
+    assert sample("grpc_server_handling_seconds_count", "unary", "SayHello") == 2
+    assert sample("grpc_server_msg_sent_total", "server_stream", "LotsOfReplies") == 3
+    assert sample("grpc_server_msg_received_total", "client_stream", "LotsOfGreetings") == 2
+    assert sample("grpc_server_msg_sent_total", "bidi_stream", "BidiHello") == 2
+    assert registry.get_sample_value("greeter_server_open_connections") == 0
+    assert registry.get_sample_value("greeter_server_accepted_connections_total") == 1
+
+
+@pytest.mark.asyncio
+async def test_defences_are_counted_by_kind() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    config = ServerConfig(limits=CoreConfig(control_frame_budget=3))
+    async with Server([Greeter()], port=0, config=config, monitor=metrics) as server:
+        client = await RawClient.connect(server.port)
+        with contextlib.suppress(Exception):  # the connection ends in the flood
+            for _ in range(10):
+                await client.ping(timeout=2)
+        await client.wait_closed_by_server()
+        await client.close()
+    assert (
+        registry.get_sample_value("greeter_server_defences_total", {"defence": "control_frames"})
+        == 1
+    )
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
+def handled_ok(text: str) -> float:
+    match = re.search(r'^grpc_server_handled_total\{grpc_code="OK",[^}]*\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_metrics_port_serves_every_worker(workers: str) -> None:
+    with spawn_greeter_server("--workers", workers, "--metrics-port", "0") as server:
+        line = server.wait_for_line(re.compile(r"Prometheus metrics at (http://\S+)"), 20)
+        for index in range(6):  # new connections: spread over the workers by the kernel
+            done = run_greeter("hello", f"m{index}", "--target", server.target)
+            assert done.stdout.strip() == f"Hello m{index}", done.stderr
+        text = scrape(line.group(1))
+    assert handled_ok(text) == 6, text
+    assert "greeter_server_accepted_connections_total 6.0" in text
+
+
+def test_a_metrics_port_in_use_fails_the_start_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_greeter("serve", "--port", "0", "--metrics-port", str(port))
+    line = assert_one_line_failure(done)
+    assert line.startswith(f"greeter: cannot serve metrics on 127.0.0.1:{port}: "), line
