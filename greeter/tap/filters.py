@@ -5,7 +5,9 @@ The three criteria combine with AND; an empty criterion accepts everything.
 - ``layers``: the record's ``layer`` (``frame``, ``message``, ``rpc``, ``connection``).
 - ``frame_types``: case-insensitive ``fnmatch`` globs against the frame type of frame-layer
   records (RFC 9113 names such as ``HEADERS``, ``UNKNOWN(0x0a)``; the preface is ``PREFACE``, a
-  decode failure ``DECODE_ERROR``). Records of other layers are not constrained.
+  decode failure ``DECODE_ERROR``). Alone, it means "only these frames": records of other layers
+  are dropped. With ``layers`` too (``--trace-layer rpc --trace-frame HEADERS``) it constrains
+  only the frame records among the layers asked for.
 - ``methods``: ``fnmatch`` globs against the RPC's ``:path`` (``/greet.Greeter/*``; a glob
   without the leading ``/`` matches too). Records that carry no method (frames, connection
   records) take the method remembered for their ``(connection, stream)`` from an earlier
@@ -72,6 +74,8 @@ class RecordFilter:
         if self._layers and record.layer not in self._layers:
             return False
         name = frame_type(record)
+        if self._frame_types and name is None and not self._layers:
+            return False  # frame types alone: only frames
         if self._frame_types and name is not None:
             upper = name.upper()
             if not any(fnmatchcase(upper, glob) for glob in self._frame_types):

@@ -39,18 +39,28 @@ def test_layers() -> None:
     assert kept(keep, records) == records[2:]
 
 
-def test_frame_types_are_case_insensitive_globs_on_frame_records_only() -> None:
+FRAME_TYPE_RECORDS: list[Record] = [
+    frame("HEADERS", 1),
+    frame("DATA", 1),
+    frame("UNKNOWN(0x0a)"),
+    PrefaceRecord(1, "in", 0.0),
+    DecodeErrorRecord(1, "in", 0.0, "bad", 0),
+    message(),
+    window(0),
+]
+
+
+def test_frame_types_alone_keep_only_those_frames() -> None:
+    """Issue 11: `--trace-frame HEADERS` means only HEADERS frames, no other layer's records."""
     keep = RecordFilter(frame_types=["headers", "UNKNOWN*", "preface"])
-    records: list[Record] = [
-        frame("HEADERS", 1),
-        frame("DATA", 1),
-        frame("UNKNOWN(0x0a)"),
-        PrefaceRecord(1, "in", 0.0),
-        DecodeErrorRecord(1, "in", 0.0, "bad", 0),
-        message(),
-        window(0),
-    ]
-    assert kept(keep, records) == [records[0], records[2], records[3], records[5], records[6]]
+    records = FRAME_TYPE_RECORDS
+    assert kept(keep, records) == [records[0], records[2], records[3]]
+
+
+def test_frame_types_with_layers_constrain_the_frame_records_only() -> None:
+    keep = RecordFilter(layers=["frame", "message", "connection"], frame_types=["HEADERS"])
+    records = FRAME_TYPE_RECORDS
+    assert kept(keep, records) == [records[0], records[5], records[6]]
 
 
 def test_frame_type_names() -> None:
