@@ -92,6 +92,8 @@ class CallHost(Protocol):
     config: ClientConfig
     interceptors: Sequence[ClientInterceptor]
     retry_throttle: RetryThrottle | None
+    authority: str
+    """The ``:authority`` calls carry (the target's host[:port])."""
 
     async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
         """A connection that takes a call now; GRPCError when there is none."""
@@ -172,6 +174,8 @@ class ClientCall(StubStream[SendT, RecvT]):
         metadata: list[tuple[str, str | bytes]],
     ) -> None:
         self._host = channel
+        self.authority = channel.authority
+        """Where the call goes (the channel's ``:authority``)."""
         self.path = path
         self.cardinality = cardinality
         self.request_type = request_type
