@@ -21,7 +21,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, StatusCode
 
 from greeter.client.call import ClientCall, ClientInterceptor
-from greeter.server.otel import Semconv, duration_histograms, rpc_attributes, status_attributes
+from greeter.server.otel import Semconv, Telemetry, rpc_attributes, status_attributes
 
 __all__ = ["OtelClientInterceptor"]
 
@@ -36,10 +36,8 @@ class OtelClientInterceptor(ClientInterceptor):
         *,
         semconv: Semconv | None = None,
     ) -> None:
-        self.semconv = semconv or Semconv()
-        self._tracer = trace.get_tracer("greeter", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("greeter", meter_provider=meter_provider)
-        self._durations = duration_histograms(meter, self.semconv, "client")
+        self._otel = Telemetry("client", tracer_provider, meter_provider, semconv)
+        self.semconv = self._otel.semconv
         self._spans: dict[int, tuple[trace.Span, float]] = {}
 
     async def start(self, call: ClientCall[Any, Any]) -> None:
@@ -49,7 +47,7 @@ class OtelClientInterceptor(ClientInterceptor):
             attributes |= {"server.address": host.strip("[]"), "server.port": int(port)}
         else:
             attributes["server.address"] = call.authority
-        span = self._tracer.start_span(
+        span = self._otel.tracer.start_span(
             call.path.lstrip("/"), kind=SpanKind.CLIENT, attributes=attributes
         )
         carrier: dict[str, str] = {}
@@ -70,5 +68,4 @@ class OtelClientInterceptor(ClientInterceptor):
             span.set_status(StatusCode.ERROR, message)
         span.end()
         elapsed = time.monotonic() - started
-        for histogram, scale in self._durations:
-            histogram.record(elapsed * scale, rpc_attributes(self.semconv, call.path) | attributes)
+        self._otel.record_duration(elapsed, rpc_attributes(self.semconv, call.path) | attributes)

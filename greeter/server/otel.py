@@ -33,7 +33,7 @@ from greeter.server.handler_stream import RpcOutcome, ServerStream
 from greeter.server.interceptors import ServerInterceptor
 from greeter.wire import codec
 
-__all__ = ["OtelServerInterceptor", "Semconv", "rpc_attributes"]
+__all__ = ["OtelServerInterceptor", "Semconv", "Telemetry", "rpc_attributes"]
 
 # Statuses that are a server's failure (semconv, gRPC: "Server errors"); the others are the
 # caller's and leave a server span UNSET.
@@ -84,10 +84,30 @@ def status_attributes(semconv: Semconv, status: Status) -> dict[str, Any]:
     return attributes
 
 
-def duration_histograms(
+class Telemetry:
+    """What one side's interceptor records with: the conventions, a tracer, a meter and the
+    duration histograms (ms for the experimental conventions, s for the stable ones)."""
+
+    def __init__(
+        self,
+        side: str,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        semconv: Semconv | None,
+    ) -> None:
+        self.semconv = semconv or Semconv()
+        self.tracer = trace.get_tracer("greeter", tracer_provider=tracer_provider)
+        self.meter = metrics.get_meter("greeter", meter_provider=meter_provider)
+        self.durations = _duration_histograms(self.meter, self.semconv, side)
+
+    def record_duration(self, seconds: float, attributes: dict[str, Any]) -> None:
+        for histogram, scale in self.durations:
+            histogram.record(seconds * scale, attributes)
+
+
+def _duration_histograms(
     meter: metrics.Meter, semconv: Semconv, side: str
 ) -> list[tuple[metrics.Histogram, float]]:
-    """(histogram, scale) pairs recording a call's duration: ms for old, s for stable."""
     histograms = []
     if semconv.old:
         histograms.append(
@@ -110,10 +130,9 @@ class OtelServerInterceptor(ServerInterceptor):
         *,
         semconv: Semconv | None = None,
     ) -> None:
-        self.semconv = semconv or Semconv()
-        self._tracer = trace.get_tracer("greeter", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("greeter", meter_provider=meter_provider)
-        self._durations = duration_histograms(meter, self.semconv, "server")
+        self._otel = Telemetry("server", tracer_provider, meter_provider, semconv)
+        self.semconv = self._otel.semconv
+        meter = self._otel.meter
         self._request_size = meter.create_histogram(
             "rpc.server.request.size", "By", "Sizes of RPC request messages"
         )
@@ -128,7 +147,7 @@ class OtelServerInterceptor(ServerInterceptor):
         address = rpc.peer_address
         if address is not None:
             attributes |= {"network.peer.address": address[0], "network.peer.port": address[1]}
-        span = self._tracer.start_span(
+        span = self._otel.tracer.start_span(
             rpc.path.lstrip("/"), context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         # The handler runs in this task: its own spans and client calls become children.
@@ -162,9 +181,7 @@ class OtelServerInterceptor(ServerInterceptor):
         attributes = rpc_attributes(self.semconv, rpc.path) | status_attributes(
             self.semconv, outcome.status
         )
-        elapsed = time.monotonic() - started
-        for histogram, scale in self._durations:
-            histogram.record(elapsed * scale, attributes)
+        self._otel.record_duration(time.monotonic() - started, attributes)
 
 
 def _carrier(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
