@@ -9,8 +9,10 @@ NODE_DEPS := interop/node/node_modules/.package-lock.json
 
 .PHONY: serve test pytest lint type gen setup clean system-tools
 
-# Debian packages the tests run: openssl (the TLS tests issue their certificates with it).
-SYSTEM_TOOLS := openssl
+# Debian packages the tests run: openssl (the TLS tests issue their certificates with it), nginx
+# and its stream module (the L4 load-balancer test).
+SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream
+SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so
 
 serve: $(VENV)/.runtime
 	$(BIN)/greeter serve $(ARGS)
@@ -32,12 +34,12 @@ setup: $(VENV)/.dev $(NODE_DEPS) system-tools
 
 # Installs what is missing when run as root (CI); otherwise names the command to run.
 system-tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for file in $(SYSTEM_FILES); do [ -e $$file ] || missing="$$missing $$file"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 		else \
-			echo "the tests need:$$missing (as root: apt-get install$$missing)"; exit 1; \
+			echo "the tests need$$missing: as root, apt-get install $(SYSTEM_PACKAGES)"; exit 1; \
 		fi; \
 	fi
 
