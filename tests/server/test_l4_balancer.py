@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -24,12 +20,21 @@ from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.client import Channel
 from greeter.server import Server, ServerConfig, Timeouts
 from greeter.services.greeter import Greeter
+from tests.support.nginx import running_nginx
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 CALLING = 3.0
 """Seconds of calls on one channel: six connection ages of 0.5 s."""
+
+
+def stream_config(backends: list[int]) -> Callable[[int], str]:
+    """nginx's stream module balancing TCP connections round-robin over `backends`."""
+    upstreams = " ".join(f"server 127.0.0.1:{port};" for port in backends)
+    return lambda port: (
+        f"stream {{ upstream greeters {{ {upstreams} }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; proxy_pass greeters; }} }}"
+    )
 
 
 class Named(Greeter):
@@ -38,46 +43,6 @@ class Named(Greeter):
 
     async def say_hello(self, message: HelloRequest) -> HelloReply:
         return HelloReply(message=self.name)
-
-
-@contextlib.contextmanager
-def nginx_stream(backends: list[int], tmp_path: Path) -> Iterator[int]:
-    """nginx balancing TCP connections round-robin over `backends`; yields its port.
-
-    The test binds and listens on the port itself and hands the socket to nginx the way nginx
-    hands sockets to its own new binary (the NGINX="fd;" environment variable), so the port is
-    known without a race and accepts (into its backlog) before nginx runs: nothing to wait for.
-    """
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(nginx).exists() and STREAM_MODULE.exists(), (
-        "the L4 test needs nginx and its stream module: make setup installs them as root "
-        "(apt-get install nginx libnginx-mod-stream)"
-    )
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        upstreams = "\n".join(f"server 127.0.0.1:{p};" for p in backends)
-        (tmp_path / "nginx.conf").write_text(
-            f"load_module {STREAM_MODULE};\n"
-            f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log notice;\n"
-            "events {}\n"
-            f"stream {{ upstream greeters {{ {upstreams} }}\n"
-            f"  server {{ listen 127.0.0.1:{port}; proxy_pass greeters; }} }}\n"
-        )
-        fd = listener.fileno()
-        process = subprocess.Popen(
-            [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-            env={**os.environ, "NGINX": f"{fd};"},
-            pass_fds=(fd,),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    try:
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
-        log = tmp_path / "error.log"
-        assert "emerg" not in (log.read_text() if log.exists() else ""), log.read_text()
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +78,7 @@ async def test_connection_age_rebalances_behind_an_l4_balancer(
     age: float | None, tmp_path: Path
 ) -> None:
     async with instances(age) as backends:
-        with nginx_stream(backends, tmp_path) as port:
+        with running_nginx(tmp_path, stream_config(backends)) as port:
             served, failures = await calls_through(port)
     assert failures == 0, served
     if age is None:
