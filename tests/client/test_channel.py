@@ -32,6 +32,7 @@ from greeter.wire.framing import encode_message
 from tests.support.aio_greeter import running_greeter_server
 from tests.support.peers import grpc_js_server, grpcio_server, spawn_grpc_js_server
 from tests.support.probe import Probe, path
+from tests.support.scripted import loopback_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -220,11 +221,8 @@ async def abrupt_goaway_proxy() -> AsyncIterator[str]:
                 break
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
+    async with loopback_server(handle) as target:
+        yield target
 
 
 async def test_a_single_abrupt_goaway_finishes_old_calls_and_retries_the_rest() -> None:

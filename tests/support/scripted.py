@@ -35,6 +35,15 @@ async def scripted_server(answer: Answer) -> AsyncIterator[str]:
             writer.write(conn.data_to_send())
         writer.close()
 
+    async with loopback_server(handle) as target:
+        yield target
+
+
+@asynccontextmanager
+async def loopback_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """An asyncio server on a free loopback port running `handle` per connection; its target."""
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
         yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
