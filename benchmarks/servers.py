@@ -1,6 +1,7 @@
 """The servers benchmarks/run.py compares, each serving greet.Greeter with the same semantics.
 
 Usage: .venv/bin/python benchmarks/servers.py {greeter,greeter-uvloop,grpclib,grpc-aio} --port N
+       [--cprofile FILE]   (profile the server until SIGTERM, then write pstats to FILE)
 
 Every server answers on loopback with the betterproto2 messages of gen.greet, so the codec is
 the same and the transport is what differs. Each kind imports only its own stack (the idle
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -62,9 +65,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(KINDS))
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cprofile", help="profile until SIGTERM, then write pstats here")
     args = parser.parse_args()
-    coroutine = KINDS[args.kind](args.port)
-    if args.kind.endswith("-uvloop"):
+    if not args.cprofile:
+        serve(args.kind, args.port)
+        return
+    # SIGTERM ends the run with SystemExit so the profile is written (benchmarks/profile_server.py).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        serve(args.kind, args.port)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(args.cprofile)
+
+
+def serve(kind: str, port: int) -> None:
+    """Run one kind of server until the process is stopped."""
+    coroutine = KINDS[kind](port)
+    if kind.endswith("-uvloop"):
         import uvloop  # noqa: PLC0415 (optional)
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
