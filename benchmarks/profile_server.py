@@ -1,7 +1,7 @@
 """Where greeter's server spends its time under unary load: the shares docs/performance.md quotes.
 
-Usage: .venv/bin/python benchmarks/profile_server.py [--profiler py-spy|cprofile] [--load unary_4]
-                                              [--seconds S]
+Usage: .venv/bin/python benchmarks/profile_server.py [--profiler both|py-spy|cprofile]
+                                                     [--load unary_4] [--seconds S] [--no-doc]
 
 Starts greeter's benchmark server (benchmarks/servers.py, default settings, tap off) as a
 subprocess, drives it with the same h2load command as benchmarks/run.py's figure of that name
@@ -14,7 +14,8 @@ subprocess, drives it with the same h2load command as benchmarks/run.py's figure
 It prints two tables of shares of the server's busy time (time not spent waiting in the event
 loop's poll): *self* time by package (the innermost Python frame of each sample: C functions
 count for the Python function that called them), and *inclusive* time of the stages of the
-unary path (a sample counts for every stage on its stack). A script, not a test.
+unary path (a sample counts for every stage on its stack), and writes them into
+docs/performance.md between its profile markers (unless --no-doc). A script, not a test.
 """
 
 from __future__ import annotations
@@ -34,7 +35,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import PYTHON, ROOT, free_port, h2load, loads, stop, wait_listening  # noqa: E402
+from run import (  # noqa: E402
+    DOC,
+    PYTHON,
+    ROOT,
+    free_port,
+    h2load,
+    loads,
+    machine_lines,
+    replace_section,
+    stop,
+    wait_listening,
+)
+
+BEGIN, END = "<!-- profile:begin -->", "<!-- profile:end -->"
 
 PACKAGES = (
     ("greeter/core/", "greeter.core"),
@@ -211,15 +225,8 @@ def report(
     package_shares: dict[str, float],
     stage_shares: dict[str, float],
 ) -> str:
-    revision = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     lines = [
-        f"greeter at {revision}, {heading} (h2load), {profiler}: {rate:,.0f} req/s while profiled",
+        f"{profiler}, {heading} (h2load): {rate:,.0f} req/s while profiled",
         "",
         "| self time by package | share of busy time |",
         "| --- | --- |",
@@ -237,16 +244,27 @@ def log(message: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
+    parser.add_argument(
+        "--profiler", choices=("both", "py-spy", "cprofile"), default="both", help="default: both"
+    )
     parser.add_argument("--load", default="unary_4", choices=[load.key for load in loads()])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave the docs alone")
     args = parser.parse_args()
-    for tool in ("h2load", *([PY_SPY] if args.profiler == "py-spy" else [])):
+    profilers = ["py-spy", "cprofile"] if args.profiler == "both" else [args.profiler]
+    for tool in ("h2load", *([PY_SPY] if "py-spy" in profilers else [])):
         if not shutil.which(tool):
             print(f"{tool} not found (h2load: apt-get install nghttp2-client)", file=sys.stderr)
             return 2
-    with tempfile.TemporaryDirectory() as directory:
-        print(profile(args.profiler, args.load, args.seconds, Path(directory)))
+    sections = [*machine_lines()]
+    for profiler in profilers:
+        with tempfile.TemporaryDirectory() as directory:
+            sections += ["", profile(profiler, args.load, args.seconds, Path(directory))]
+    text = "\n".join(sections) + "\n"
+    print(text)
+    if not args.no_doc:
+        DOC.write_text(replace_section(DOC.read_text(), text, BEGIN, END))
+        log(f"updated {DOC} between {BEGIN} and {END}")
     return 0
 
 
