@@ -36,15 +36,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import (  # noqa: E402
-    DOC,
     PYTHON,
     ROOT,
     free_port,
     h2load,
     loads,
     machine_lines,
-    replace_section,
     stop,
+    update_section,
     wait_listening,
 )
 
@@ -263,8 +262,7 @@ def main() -> int:
     text = "\n".join(sections) + "\n"
     print(text)
     if not args.no_doc:
-        DOC.write_text(replace_section(DOC.read_text(), text, BEGIN, END))
-        log(f"updated {DOC} between {BEGIN} and {END}")
+        update_section(text, BEGIN, END)
     return 0
 
 

@@ -723,6 +723,12 @@ def replace_section(page: str, text: str, begin: str = BEGIN, finish: str = END)
     return page[: start + len(begin)] + "\n\n" + text.strip("\n") + "\n\n" + page[end:]
 
 
+def update_section(text: str, begin: str, finish: str, page: Path = DOC) -> None:
+    """Write `text` between the `begin` and `finish` markers of `page` (a generated section)."""
+    page.write_text(replace_section(page.read_text(), text, begin, finish))
+    log(f"updated {page} between {begin} and {finish}")
+
+
 def target_page(args: argparse.Namespace) -> Path | None:
     """The page whose marked section gets the report: --doc, else docs/performance.md for a
     full run that writes no --out file; None for a quick run (its numbers stay out of the docs)."""

@@ -21,15 +21,14 @@ import tempfile
 from pathlib import Path
 
 from run import (
-    DOC,
     ROOT,
     Load,
     free_port,
     h2load,
     loads,
     machine_lines,
-    replace_section,
     stop,
+    update_section,
     wait_listening,
 )
 from sampler import ResponseSampler
@@ -101,8 +100,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_doc:
-        DOC.write_text(replace_section(DOC.read_text(), text, BEGIN, END))
-        print(f"updated {DOC} between {BEGIN} and {END}", file=sys.stderr)
+        update_section(text, BEGIN, END)
     return 0
 
 
