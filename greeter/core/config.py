@@ -19,6 +19,7 @@ from h2.stream import StreamClosedBy
 from hyperframe.frame import RstStreamFrame
 
 from greeter.core import hpack_cache
+from greeter.core.frame_writer import FrameWritingH2Connection
 from greeter.wire.ranges import COUNT, INT32_MAX, SECONDS, Range, check_fields
 
 MAX_STREAM_ID = 2**31 - 1
@@ -99,7 +100,7 @@ class _LimitCheckedPerStream(h2.settings.Settings):
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
-class GrpcH2Connection(h2.connection.H2Connection):
+class GrpcH2Connection(FrameWritingH2Connection):
     """h2's connection, ignoring DATA that arrives on a stream after we reset it.
 
     RFC 9113 §5.1: an endpoint that sent RST_STREAM "MUST ignore frames that it receives on
@@ -123,20 +124,23 @@ class GrpcH2Connection(h2.connection.H2Connection):
         return frames, events
 
 
+def h2_configuration(*, client_side: bool) -> h2.config.H2Configuration:
+    """h2's settings for the core: bytes headers, h2's own header checks off."""
+    return h2.config.H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        # Validation moves to greeter.core.headers (stream errors, not connection errors);
+        # outbound headers are built by us and need no second check.
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+
+
 def new_h2_connection(config: CoreConfig, *, client_side: bool = False) -> GrpcH2Connection:
     """An H2Connection advertising `config`'s limits, for the server role or the client role."""
-    connection = GrpcH2Connection(
-        h2.config.H2Configuration(
-            client_side=client_side,
-            header_encoding=None,
-            # Validation moves to greeter.core.headers (stream errors, not connection errors);
-            # outbound headers are built by us and need no second check.
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-    )
+    connection = GrpcH2Connection(h2_configuration(client_side=client_side))
     limits = {
         SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
         SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,

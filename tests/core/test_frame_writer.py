@@ -1,0 +1,138 @@
+"""greeter's frame writer against h2's own methods: same bytes, states, windows and errors.
+
+greeter.core.frame_writer writes HEADERS and DATA on known streams itself and updates h2's
+private state the way h2 4.x does. Each scenario below runs the same commands on a plain
+H2Connection and on a FrameWritingH2Connection that received the same bytes; any difference in
+what they send, in how a command fails, or in the stream and window state afterwards fails
+the test, which is how a change in h2 under the writer shows up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import h2.connection
+import h2.settings
+import pytest
+
+from greeter.core.config import h2_configuration
+from greeter.core.frame_writer import FrameWritingH2Connection
+from tests.support.h2peer import request_headers
+
+OK = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+TRAILERS = [(b"grpc-status", b"0")]
+BIG = [*OK, (b"x-big", b"v" * 20_000), (b"grpc-status", b"0")]
+REQUEST = [(name.encode(), value.encode()) for name, value in request_headers()]
+
+Command = Callable[[h2.connection.H2Connection], object]
+
+
+def server_with_request(
+    kind: type[h2.connection.H2Connection], window: int | None = None, reset: bool = False
+) -> h2.connection.H2Connection:
+    """A server-side connection that received one request on stream 1 (and its settings)."""
+    client = h2.connection.H2Connection(h2_configuration(client_side=True))
+    client.initiate_connection()
+    if window is not None:
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    client.send_headers(1, REQUEST)
+    client.send_data(1, b"\x00\x00\x00\x00\x00")
+    if reset:
+        client.reset_stream(1)
+    server = kind(h2_configuration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.data_to_send()
+    return server
+
+
+def outcome(connection: h2.connection.H2Connection, commands: list[Command]) -> list[Any]:
+    """Per command: the bytes it queued or the type of what it raised; then the state."""
+    results: list[Any] = []
+    for command in commands:
+        try:
+            command(connection)
+            results.append(connection.data_to_send())
+        except Exception as exc:  # the comparison is the point: both must fail alike
+            results.append(type(exc))
+    stream = connection.streams.get(1)
+    results.append(connection.state_machine.state)
+    results.append(connection.outbound_flow_control_window)
+    if stream is not None:
+        results += [stream.state_machine.state, stream.outbound_flow_control_window]
+    return results
+
+
+SCENARIOS: dict[str, tuple[dict[str, Any], list[Command]]] = {
+    "unary": (
+        {},
+        [
+            lambda c: c.send_headers(1, OK),
+            lambda c: c.send_data(1, b"\x00\x00\x00\x00\x02hi"),
+            lambda c: c.send_headers(1, TRAILERS, end_stream=True),
+        ],
+    ),
+    "trailers only": ({}, [lambda c: c.send_headers(1, [*OK, *TRAILERS], end_stream=True)]),
+    "continuation": ({}, [lambda c: c.send_headers(1, BIG, end_stream=True)]),
+    "data from a memoryview, then end with empty DATA": (
+        {},
+        [
+            lambda c: c.send_headers(1, OK),
+            lambda c: c.send_data(1, memoryview(b"abcdef")[1:4]),
+            lambda c: c.send_data(1, b"", end_stream=True),
+        ],
+    ),
+    "beyond the stream window": (
+        {"window": 10},
+        [lambda c: c.send_headers(1, OK), lambda c: c.send_data(1, b"x" * 11)],
+    ),
+    "larger than a frame": (
+        {},
+        [lambda c: c.send_headers(1, OK), lambda c: c.send_data(1, b"x" * 16_385)],
+    ),
+    "trailers without END_STREAM": (
+        {},
+        [lambda c: c.send_headers(1, OK), lambda c: c.send_headers(1, TRAILERS)],
+    ),
+    "after the end": (
+        {},
+        [
+            lambda c: c.send_headers(1, [*OK, *TRAILERS], end_stream=True),
+            lambda c: c.send_data(1, b"late"),
+            lambda c: c.send_headers(1, TRAILERS, end_stream=True),
+        ],
+    ),
+    "on a stream the peer reset": (
+        {"reset": True},
+        [lambda c: c.send_headers(1, OK), lambda c: c.send_data(1, b"x")],
+    ),
+    "informational headers (h2's path)": (
+        {},
+        [lambda c: c.send_headers(1, [(b":status", b"100")]), lambda c: c.send_headers(1, OK)],
+    ),
+    "str fields (h2's path)": ({}, [lambda c: c.send_headers(1, [(":status", "200")])]),
+    "an unknown stream (h2's path)": ({}, [lambda c: c.send_data(3, b"x")]),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_the_writer_matches_h2(name: str) -> None:
+    setup, commands = SCENARIOS[name]
+    expected = outcome(server_with_request(h2.connection.H2Connection, **setup), commands)
+    written = outcome(server_with_request(FrameWritingH2Connection, **setup), commands)
+    assert written == expected
+
+
+def test_a_client_request_body_matches_h2() -> None:
+    results = []
+    for kind in (h2.connection.H2Connection, FrameWritingH2Connection):
+        client = kind(h2_configuration(client_side=True))
+        client.initiate_connection()
+        commands: list[Command] = [
+            lambda c: c.send_headers(1, REQUEST),
+            lambda c: c.send_data(1, b"\x00\x00\x00\x00\x01x"),
+            lambda c: c.send_data(1, b"", end_stream=True),
+        ]
+        results.append(outcome(client, commands))
+    assert results[1] == results[0]
