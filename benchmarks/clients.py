@@ -238,11 +238,10 @@ async def check_semantics(port: int) -> None:
 def capacity(port: int, seconds: float, directory: Path) -> dict[str, float]:
     """The server's rates under h2load (C) on one connection, the clients' three loads."""
     request = grpc_frame(bytes(HelloRequest(name=NAME)))
-    reply = len(grpc_frame(bytes(HelloReply(message=f"Hello {NAME}"))))
+    reply = grpc_frame(bytes(HelloReply(message=f"Hello {NAME}")))
     many = grpc_frame(bytes(HelloRequest(name=NAME, count=REPLIES)))
-    replies = sum(
-        len(grpc_frame(bytes(HelloReply(message=f"Hello {NAME} #{i}"))))
-        for i in range(1, REPLIES + 1)
+    replies = b"".join(
+        grpc_frame(bytes(HelloReply(message=f"Hello {NAME} #{i}"))) for i in range(1, REPLIES + 1)
     )
     say_hello, lots_of_replies = "/greet.Greeter/SayHello", "/greet.Greeter/LotsOfReplies"
     loads = [

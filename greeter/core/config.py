@@ -8,8 +8,9 @@ enforced per stream and HPACK's repeated work cached (greeter.core.hpack_cache).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -82,7 +83,39 @@ CORE_RANGES = {
 """What each CoreConfig field allows (the command line parses its options with these too)."""
 
 
-class _LimitCheckedPerStream(h2.settings.Settings):
+class _Pending(list[Any]):
+    """One setting's value and the changes not yet acknowledged: h2 uses a deque, whose first
+    block alone is ~600 bytes; a connection holds two Settings of five to seven values each, so
+    deques were over half of an idle connection's memory. A list does the same here."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+class SlimSettings(h2.settings.Settings):
+    """h2's Settings with each value's history in a `_Pending` list instead of a deque.
+
+    h2 4.x seam: `Settings._settings` maps each setting to a sequence on which h2 calls only
+    `[0]`, `append`, `popleft` and `len`; tests/core/test_idle_connection.py checks an idle
+    connection's size and fails if h2 stops working that way.
+    """
+
+    def __init__(self, client: bool = True, initial_values: dict[Any, int] | None = None) -> None:
+        super().__init__(client, initial_values)
+        # The annotation says deque; _Pending offers what h2 calls on it (see the docstring).
+        pending: dict[Any, Any] = {key: _Pending(v) for key, v in self._settings.items()}
+        self._settings = pending
+
+    def __setitem__(self, key: Any, value: int) -> None:
+        fresh = key not in self._settings
+        super().__setitem__(key, value)  # validates; a new key gets a deque
+        if fresh:
+            self._settings[key] = cast("Any", _Pending(self._settings[key]))
+
+
+class _LimitCheckedPerStream(SlimSettings):
     """Local settings whose stream limit h2 does not enforce itself.
 
     h2 turns a HEADERS frame over SETTINGS_MAX_CONCURRENT_STREAMS into a connection error, tearing
@@ -124,8 +157,10 @@ class GrpcH2Connection(FrameWritingH2Connection):
         return frames, events
 
 
+@functools.cache
 def h2_configuration(*, client_side: bool) -> h2.config.H2Configuration:
-    """h2's settings for the core: bytes headers, h2's own header checks off."""
+    """h2's settings for the core: bytes headers, h2's own header checks off (one object per
+    role, shared by every connection: nothing changes it)."""
     return h2.config.H2Configuration(
         client_side=client_side,
         header_encoding=None,
@@ -145,10 +180,11 @@ def new_h2_connection(config: CoreConfig, *, client_side: bool = False) -> GrpcH
         SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
         SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
     }
+    connection.remote_settings = SlimSettings(client=not client_side)
     if client_side:
         # A gRPC client accepts no server push (PROTOCOL-HTTP2.md); the server opens no streams.
         limits[SettingCodes.ENABLE_PUSH] = 0
-        connection.local_settings = h2.settings.Settings(client=True, initial_values=limits)
+        connection.local_settings = SlimSettings(client=True, initial_values=limits)
     else:
         server = {SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams, **limits}
         connection.local_settings = _LimitCheckedPerStream(client=False, initial_values=server)
