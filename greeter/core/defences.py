@@ -22,8 +22,10 @@ docs/security.md lists the threats; the limits come from `CoreConfig`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from greeter.core.budget import RateBudget
 from greeter.core.config import CoreConfig
@@ -57,9 +59,12 @@ class Trip:
     debug: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class FrameHead:
-    """The 9-byte header of one frame (RFC 9113 §4.1)."""
+_FRAME_HEADER = struct.Struct(">BHBBI")
+"""RFC 9113 §4.1: the 24-bit length (as 8 + 16 bits), type, flags, stream id (with its R bit)."""
+
+
+class FrameHead(NamedTuple):
+    """The 9-byte header of one frame (RFC 9113 §4.1); a tuple: one per frame received."""
 
     type: int
     flags: int
@@ -103,15 +108,20 @@ class FrameScanner:
                 self._skip -= step
                 pos += step
                 continue
-            need = 9 - len(self._partial)
-            raw = self._partial + bytes(data[pos : pos + need])
-            pos += need
-            if len(raw) < 9:
-                self._partial = raw
-                break
-            self._partial = b""
-            length = int.from_bytes(raw[:3])
-            head = FrameHead(raw[3], raw[4], length, int.from_bytes(raw[5:]), pos + length)
+            if self._partial or end - pos < 9:  # a header split between reads
+                need = 9 - len(self._partial)
+                raw = self._partial + bytes(data[pos : pos + need])
+                pos += need
+                if len(raw) < 9:
+                    self._partial = raw
+                    break
+                self._partial = b""
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack(raw)
+            else:
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(data, pos)
+                pos += 9
+            length = high << 16 | low
+            head = FrameHead(kind, flags, length, stream_id, pos + length)
             if head.length > self.max_frame_size:
                 self.quiet = True
                 self.oversized = head
