@@ -158,6 +158,7 @@ class WellBehavedClient:
         )
         self.calls: list[Call] = []
         self._stop = threading.Event()
+        self._first_call = threading.Event()
         self._thread: threading.Thread | None = None
 
     def call(self, name: str = "polite") -> None:
@@ -169,6 +170,7 @@ class WellBehavedClient:
             if time.monotonic() > deadline:
                 break
             started = time.monotonic()
+            self._first_call.set()
             error = None
             try:
                 self.call()
@@ -178,11 +180,14 @@ class WellBehavedClient:
             self._stop.wait(self.PAUSE)
 
     def start(self, seconds: float = 30) -> None:
+        """Call in a loop on a thread; returns once the first call is under way."""
         self._stop.clear()
+        self._first_call.clear()
         self.calls = []
         deadline = time.monotonic() + seconds
         self._thread = threading.Thread(target=self._loop, args=(deadline,), daemon=True)
         self._thread.start()
+        assert self._first_call.wait(WAIT), "the well-behaved client never started a call"
 
     def stop(self) -> list[Call]:
         self._stop.set()
@@ -250,8 +255,10 @@ class AbuseRun:
     def attack(self, *, polite_seconds: float = 30) -> Iterator[None]:
         """The attack's window: memory sampled around it, the polite client calling throughout."""
         self.record.before = read_memory(self.pid)
-        self.polite.start(polite_seconds)
+        # The window opens before the polite loop starts, and the loop's first call is under way
+        # before the attack does anything: even an attack over in a millisecond overlaps a call.
         started = time.monotonic()
+        self.polite.start(polite_seconds)
         try:
             yield
         finally:
