@@ -1,6 +1,7 @@
 """The asyncio server: listeners and lifecycle, one driver per connection, the handler's stream.
 
 - listeners: `Server` (TCP, TLS, Unix socket; `async with`, start/stop with a grace period);
+- backlog: closing a listener without dropping connections it has already accepted;
 - driver: one accepted connection around its sans-IO core (task per RPC, deadlines,
   back-pressure, GOAWAY), depending on the small `ConnectionHost` interface the server implements;
 - handler_stream: `ServerStream`, what a grpclib-style handler receives;

@@ -63,6 +63,14 @@ class ServerMonitor(Protocol):
 
     def defence_fired(self, name: str) -> None: ...
 
+    def bytes_received(self, count: int) -> None: ...
+
+    def bytes_sent(self, count: int) -> None: ...
+
+    def flow_control_stalled(self) -> None:
+        """A response waited for the peer's HTTP/2 window (its stream's or the connection's)."""
+        ...
+
 
 class ConnectionHost(Protocol):
     """What a driver needs from the server that accepted its connection (greeter.server.Server).
@@ -151,6 +159,8 @@ class ConnectionDriver(asyncio.Protocol):
         if watchdog is None:
             return  # refused by the connection cap; the transport is closing
         watchdog.last_read = self._loop.time()
+        if self._server.monitor is not None:
+            self._server.monitor.bytes_received(len(data))
         try:
             events = self.conn.receive_data(data)
             for event in events:
@@ -237,6 +247,8 @@ class ConnectionDriver(asyncio.Protocol):
     async def send_window_open(self, stream_id: int) -> None:
         """Wait until the core handed this stream's queued bytes to HTTP/2, then for the socket."""
         if self.conn.is_send_blocked(stream_id):
+            if self._server.monitor is not None:
+                self._server.monitor.flow_control_stalled()
             waiter = self._loop.create_future()
             self._send_waiters[stream_id] = waiter
             try:
@@ -448,6 +460,8 @@ class ConnectionDriver(asyncio.Protocol):
         data = self.conn.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
+            if self._server.monitor is not None:
+                self._server.monitor.bytes_sent(len(data))
         # Queued messages and trailers were just handed to HTTP/2: a sender waiting for room
         # may go on, and a draining connection whose last response went out may close.
         for stream_id in [s for s in self._send_waiters if not self.conn.is_send_blocked(s)]:

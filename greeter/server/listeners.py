@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from grpclib.const import Handler
 
 from greeter.core.config import CoreConfig
+from greeter.server.backlog import close_listener
 from greeter.server.config import ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
@@ -96,7 +97,11 @@ class Server:
         self.connections: set[ConnectionDriver] = set()
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
+        self._tls: dict[str, Any] = {}
         self._stopping = False
+        self._closing = False
+        """The listener is closing or closed: a connection admitted now gets GOAWAY at once."""
 
     # -- ConnectionHost (greeter.server.driver): what each connection's driver uses ---------------
 
@@ -122,6 +127,10 @@ class Server:
         self.connections.add(connection)
         if self.monitor is not None:
             self.monitor.connection_opened()
+        if self._closing:
+            # Accepted as the listener closed: served like the others, its requests so far
+            # included (the two-step GOAWAY, RFC 9113 §6.8), then closed (greeter.server.backlog).
+            connection.start_shutdown()
         return True
 
     def release(self, connection: ConnectionDriver) -> None:
@@ -141,12 +150,14 @@ class Server:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
+        self._closing = False
         factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
         tls: dict[str, Any] = {}
         if self.ssl is not None:
             factory = functools.partial(AlpnGate, factory)
             # The TLS handshake precedes the connection's own handshake timer: same limit.
             tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
+        self._factory, self._tls = factory, tls
         if self.uds is not None:
             directory = os.path.dirname(os.path.abspath(self.uds))
             if not os.path.isdir(directory):
@@ -178,8 +189,9 @@ class Server:
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: services report draining (health: NOT_SERVING) and the server keeps
-        serving for `config.drain_delay` s; then it stops accepting, sends GOAWAY, lets RPCs
-        finish for `grace` s and cancels the rest."""
+        serving for `config.drain_delay` s; then it stops accepting (connections already queued
+        are served, greeter.server.backlog), sends GOAWAY on every connection, lets RPCs finish
+        for `grace` s and cancels the rest."""
         server = self._server
         if server is None or self._stopping:
             return
@@ -191,24 +203,32 @@ class Server:
             # NOT_SERVING and route new calls elsewhere (docs/serving.md, "Shutdown").
             await asyncio.sleep(self.config.drain_delay)
         self._server = None
-        server.close()
+        self._closing = True
+        await close_listener(server, self._factory, self._tls)
         grace = self.config.grace_period if grace is None else grace
-        connections = list(self.connections)
-        for connection in connections:
+        for connection in list(self.connections):
             connection.start_shutdown()
-        pending = [c.closed for c in connections if not c.closed.done()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
-            for connection in connections:
-                if not connection.closed.done():
-                    connection.abort()
-            if late:
-                await asyncio.wait(late, timeout=1.0)
+        if not await self._all_closed(grace):
+            for connection in list(self.connections):
+                connection.abort()
+            await self._all_closed(1.0)
         await server.wait_closed()
         if self.uds is not None:
             with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
                 os.unlink(self.uds)
         self._stopping = False
+
+    async def _all_closed(self, timeout: float) -> bool:
+        """Wait up to `timeout` s until no connection is open, counting those that open
+        meanwhile (a TLS handshake finishing); whether none is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait([c.closed for c in self.connections], timeout=remaining)
+        return True
 
     async def serve_until_signalled(
         self,

@@ -10,8 +10,11 @@ The RPC metrics have go-grpc-prometheus's names and labels (what Grafana's gRPC 
 ``grpc_server_msg_sent_total`` and the ``grpc_server_handling_seconds`` histogram, each labelled
 ``grpc_type`` (unary, client_stream, server_stream, bidi_stream), ``grpc_service``,
 ``grpc_method``. greeter's own: ``greeter_server_open_connections``,
-``greeter_server_accepted_connections_total``, ``greeter_server_defences_total{defence}``
-(hostile-peer defences fired, by kind).
+``greeter_server_accepted_connections_total``, ``greeter_server_open_streams`` (RPCs being
+handled), ``greeter_server_received_bytes_total`` and ``greeter_server_sent_bytes_total`` (HTTP/2
+bytes, inside TLS), ``greeter_server_flow_control_stalls_total`` (a response waited for the
+client's window) and ``greeter_server_defences_total{defence}`` (hostile-peer defences fired, by
+kind).
 
 With ``greeter serve --workers N`` every worker writes prometheus_client's multiprocess files
 (PROMETHEUS_MULTIPROC_DIR, set by the parent) and the parent serves one ``/metrics`` summing them.
@@ -97,16 +100,25 @@ class PrometheusMetrics(ServerInterceptor):
             buckets=_BUCKETS,
             registry=registry,
         )
-        self.connections = Gauge(
-            "greeter_server_open_connections",
-            "HTTP/2 connections open now.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        # Gauges of live workers are summed in one scrape (--workers N).
+        self.connections, self.streams = (
+            Gauge(name, text, registry=registry, multiprocess_mode="livesum")
+            for name, text in (
+                ("greeter_server_open_connections", "HTTP/2 connections open now."),
+                ("greeter_server_open_streams", "RPCs (HTTP/2 streams) being handled now."),
+            )
         )
-        self.accepted = Counter(
-            "greeter_server_accepted_connections_total",
-            "HTTP/2 connections accepted.",
-            registry=registry,
+        self.accepted, self.received_bytes, self.sent_bytes, self.stalls = (
+            Counter(name, text, registry=registry)
+            for name, text in (
+                ("greeter_server_accepted_connections_total", "HTTP/2 connections accepted."),
+                ("greeter_server_received_bytes_total", "HTTP/2 bytes received (inside TLS)."),
+                ("greeter_server_sent_bytes_total", "HTTP/2 bytes sent (inside TLS)."),
+                (
+                    "greeter_server_flow_control_stalls_total",
+                    "Times a response waited for the client's HTTP/2 flow-control window.",
+                ),
+            )
         )
         self.defences = Counter(
             "greeter_server_defences_total",
@@ -115,6 +127,8 @@ class PrometheusMetrics(ServerInterceptor):
             registry=registry,
         )
         self._labels: dict[str, tuple[str, str, str]] = {}
+        self._open: set[ServerStream[Any, Any]] = set()
+        """RPCs counted in `streams`: `end` also runs for one an earlier interceptor ended."""
 
     def _rpc_labels(self, rpc: ServerStream[Any, Any]) -> tuple[str, str, str]:
         labels = self._labels.get(rpc.path)
@@ -128,6 +142,8 @@ class PrometheusMetrics(ServerInterceptor):
 
     async def start(self, rpc: ServerStream[Any, Any]) -> None:
         self.started.labels(*self._rpc_labels(rpc)).inc()
+        self._open.add(rpc)
+        self.streams.inc()
 
     def receive(self, rpc: ServerStream[Any, Any], message: Any) -> Any:
         self.received.labels(*self._rpc_labels(rpc)).inc()
@@ -142,6 +158,9 @@ class PrometheusMetrics(ServerInterceptor):
         code = GO_CODE_NAMES.get(outcome.status, outcome.status.name)
         self.handled.labels(*labels, code).inc()
         self.handling.labels(*labels).observe(outcome.duration)
+        if rpc in self._open:
+            self._open.discard(rpc)
+            self.streams.dec()
 
     # -- ServerMonitor -------------------------------------------------------------------------
 
@@ -154,6 +173,15 @@ class PrometheusMetrics(ServerInterceptor):
 
     def defence_fired(self, name: str) -> None:
         self.defences.labels(name).inc()
+
+    def bytes_received(self, count: int) -> None:
+        self.received_bytes.inc(count)
+
+    def bytes_sent(self, count: int) -> None:
+        self.sent_bytes.inc(count)
+
+    def flow_control_stalled(self) -> None:
+        self.stalls.inc()
 
 
 def multiprocess_registry(directory: str) -> CollectorRegistry:

@@ -3,8 +3,8 @@
 without it they stay on one; no call fails either way (gRFC A9, issue 12).
 
 nginx runs as a subprocess of the test on loopback (Debian's nginx + libnginx-mod-stream,
-installed by `make test`'s setup); three greeter servers run in-process, each answering with its
-own name.
+installed by `make test`'s setup) with docs/deploy.md's L4 configuration; three greeter servers
+run in-process, each answering with its own name.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gen.greet import GreeterStub, HelloReply, HelloRequest
 from greeter.client import Channel
 from greeter.server import Server, ServerConfig, Timeouts
 from greeter.services.greeter import Greeter
-from tests.support.nginx import running_nginx
+from tests.support.nginx import documented_config, running_nginx
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -29,12 +29,9 @@ CALLING = 3.0
 
 
 def stream_config(backends: list[int]) -> Callable[[int], str]:
-    """nginx's stream module balancing TCP connections round-robin over `backends`."""
-    upstreams = " ".join(f"server 127.0.0.1:{port};" for port in backends)
-    return lambda port: (
-        f"stream {{ upstream greeters {{ {upstreams} }}\n"
-        f"  server {{ listen 127.0.0.1:{port}; proxy_pass greeters; }} }}"
-    )
+    """nginx's stream module balancing TCP connections round-robin over `backends`: the
+    configuration docs/deploy.md shows."""
+    return lambda port: documented_config("tests/server/test_l4_balancer.py", backends, port)
 
 
 class Named(Greeter):

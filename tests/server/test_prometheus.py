@@ -23,9 +23,12 @@ from greeter.server import Server, ServerConfig
 from greeter.server.prometheus import PrometheusMetrics
 from greeter.services.greeter import Greeter
 from tests.support.peers import assert_one_line_failure, run_greeter, spawn_greeter_server
+from tests.support.probe import Probe, path
 from tests.support.rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(60)
+
+BIG = 200_000
 
 
 class Picky(Greeter):
@@ -70,6 +73,51 @@ async def test_rpc_metrics_have_go_grpc_prometheus_names_and_labels() -> None:
     assert sample("grpc_server_msg_sent_total", "bidi_stream", "BidiHello") == 2
     assert registry.get_sample_value("greeter_server_open_connections") == 0
     assert registry.get_sample_value("greeter_server_accepted_connections_total") == 1
+    assert registry.get_sample_value("greeter_server_open_streams") == 0
+    assert registry.get_sample_value("greeter_server_flow_control_stalls_total") == 0
+
+
+@pytest.mark.asyncio
+async def test_bytes_are_counted_each_way() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    name = "x" * BIG
+    async with (
+        Server([Greeter()], port=0, interceptors=[metrics], monitor=metrics) as server,
+        Channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        reply = await GreeterStub(channel).say_hello(HelloRequest(name=name))
+        assert reply.message == f"Hello {name}"
+    # The message each way, plus the handshake, headers and framing: a few hundred bytes.
+    for direction in ("received", "sent"):
+        count = registry.get_sample_value(f"greeter_server_{direction}_bytes_total")
+        assert count is not None and BIG < count < BIG + 2_000, (direction, count)
+
+
+@pytest.mark.asyncio
+async def test_a_response_waiting_for_the_client_window_is_a_stall() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    probe = Probe()
+    async with Server([probe], port=0, interceptors=[metrics], monitor=metrics) as server:
+        # Flood sends 20 replies of 10 KiB: a 1,000-byte stream window holds a tenth of one.
+        client = await RawClient.connect(
+            server.port, initial_window_size=1000, auto_window_update=False
+        )
+        try:
+            stream_id = client.start_request(path("Flood"))
+            await client.send_message(stream_id, bytes(HelloRequest(name="f")), end_stream=True)
+            result = client.streams[stream_id]
+            await client.wait_until(lambda: len(result.data) >= 1000)
+            await client.ping()  # a round trip: the handler is waiting by now
+            assert registry.get_sample_value("greeter_server_open_streams") == 1
+            assert registry.get_sample_value("greeter_server_flow_control_stalls_total") == 1
+            client.open_window()
+            done = await client.wait(stream_id)
+        finally:
+            await client.close()
+    assert done.status == Status.OK.value
+    assert registry.get_sample_value("greeter_server_open_streams") == 0
 
 
 @pytest.mark.asyncio
@@ -111,6 +159,8 @@ def test_serve_metrics_port_serves_every_worker(workers: str) -> None:
         text = scrape(line.group(1))
     assert handled_ok(text) == 6, text
     assert "greeter_server_accepted_connections_total 6.0" in text
+    received = re.search(r"^greeter_server_received_bytes_total (\S+)$", text, re.M)
+    assert received is not None and float(received.group(1)) > 6 * 24, text  # 6 prefaces, at least
 
 
 def test_a_metrics_port_in_use_fails_the_start_in_one_line() -> None:

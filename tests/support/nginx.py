@@ -3,20 +3,42 @@
 The test binds and listens on nginx's port itself and hands the socket over the way nginx hands
 sockets to its own new binary (the NGINX="fd;" environment variable): the port is known without
 a race and queues connections before nginx runs, so nothing waits for nginx to start.
-Debian's nginx and libnginx-mod-stream come from `make test`'s setup.
+Debian's nginx and libnginx-mod-stream come from `make test`'s setup. The balancer tests run
+the configurations docs/deploy.md shows (`documented_config`), so the guide and the tests agree.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+DEPLOY_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+EXAMPLE_INSTANCES = ("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053")
+"""The instances' addresses in the guide's examples, replaced by the test's."""
+EXAMPLE_LISTEN = re.compile(r"\blisten 8080\b")
+
+
+def documented_config(runner: str, instances: Sequence[int], port: int) -> str:
+    """The nginx block of docs/deploy.md marked "<!-- RUNNER runs this block ... -->", with the
+    example instances replaced by those on `instances` and its listener by 127.0.0.1:`port`."""
+    text = DEPLOY_GUIDE.read_text()
+    marker = f"<!-- {runner} runs this block"
+    assert marker in text, f"{DEPLOY_GUIDE} has no block marked {marker!r} -->"
+    start = text.index("```nginx\n", text.index(marker)) + len("```nginx\n")
+    block = text[start : text.index("```", start)]
+    for example, instance in zip(EXAMPLE_INSTANCES, instances, strict=True):
+        assert example in block, f"the block {runner} runs names no instance {example}"
+        block = block.replace(example, f"127.0.0.1:{instance}")
+    block, listeners = EXAMPLE_LISTEN.subn(f"listen 127.0.0.1:{port}", block)
+    assert listeners == 1, f"the block {runner} runs must have one `listen 8080`"
+    return block
 
 
 @contextlib.contextmanager

@@ -293,13 +293,24 @@ def spawn_greeter_server(
     "serving ... on HOST:PORT"; on exit sends SIGTERM and fails if it does not exit in time.
     `env` entries are added to the inherited environment.
     """
+    process = greeter_serve(*extra_args, env=env)
+    with stopped_after(process, stop_timeout):
+        wait_serving(process, ready_timeout)
+        yield process
+
+
+def greeter_serve(*extra_args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """`python -m greeter serve --host 127.0.0.1 --port 0 EXTRA_ARGS`, started (not yet ready):
+    the caller waits for it (`wait_serving`) and stops it."""
     argv = [sys.executable, "-m", "greeter", "serve", "--host", "127.0.0.1", "--port", "0"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    process = ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=full_env)
-    with stopped_after(process, stop_timeout):
-        match = process.wait_for_line(GREETER_SERVING_LINE, ready_timeout)
-        process.target = f"{match.group(1)}:{match.group(2)}"
-        yield process
+    return ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=full_env)
+
+
+def wait_serving(process: ServerProcess, timeout: float) -> None:
+    """Wait for greeter's "serving ... on HOST:PORT" line; set `process.target`."""
+    match = process.wait_for_line(GREETER_SERVING_LINE, timeout)
+    process.target = f"{match.group(1)}:{match.group(2)}"
 
 
 @contextmanager
@@ -315,8 +326,7 @@ def spawn_interop_server(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = ServerProcess([*argv, *extra_args], cwd=REPO_ROOT, env=env)
     with stopped_after(process, stop_timeout):
-        match = process.wait_for_line(GREETER_SERVING_LINE, ready_timeout)
-        process.target = f"{match.group(1)}:{match.group(2)}"
+        wait_serving(process, ready_timeout)
         yield process
 
 
