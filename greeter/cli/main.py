@@ -35,6 +35,8 @@ from greeter.cli.metrics import (
     process_metrics,
     workers_metrics,
 )
+from greeter.cli.trace_commands import add_trace_parser, trace
+from greeter.cli.trace_options import check_live_arguments
 from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
 from greeter.client.channel import Channel
 from greeter.server import Server
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_interop_client_parser(commands)
     add_call_parser(commands)
     add_gen_parser(commands)
+    add_trace_parser(commands)
     return parser
 
 
@@ -236,6 +239,7 @@ def _message_types(module: str) -> MessageTypes | None:
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
+    check_live_arguments(parser, args)
     if args.command not in ("serve", "hello", "call"):
         return
     if args.command == "serve":
@@ -288,7 +292,9 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
     tls = None
     if args.tls_cert is not None:
         tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
-    with open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap:
+    with open_trace(
+        args, role="server", default_stream=sys.stdout, types=types, summary=True
+    ) as tap:
         host = DEFAULT_HOST if args.host is None else args.host
         metrics = process_metrics(args, host, worker=worker is not None)
         server = Server(
@@ -345,7 +351,9 @@ async def proxy(args: argparse.Namespace) -> int:
     (listen_host, listen_port), (target_host, target_port) = args.listen, args.target
     types = _message_types(args.proto_module)
     with (
-        open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap,
+        open_trace(
+            args, role="server", default_stream=sys.stdout, types=types, summary=True
+        ) as tap,
         SignalCatcher() as caught,  # before the line that says the proxy is up
     ):
         async with Proxy(listen_host, listen_port, target_host, target_port, tap=tap) as relay:
@@ -376,6 +384,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "interop-server": interop_server,
     "interop-client": interop_client,
     "call": call,
+    "trace": trace,
 }
 
 

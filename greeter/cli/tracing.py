@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from fnmatch import fnmatchcase
 from typing import Literal, TextIO
 
-from greeter.tap.attach import ObserverFactory
+from greeter.cli.trace_options import DEFAULT_VIEWS, add_live_arguments, outcome_filter
+from greeter.tap.attach import ConnectionObserver, ObserverFactory
 from greeter.tap.filters import RecordFilter
 from greeter.tap.observer import DEFAULT_REDACT, TapFactory
+from greeter.tap.outcome import RpcGate
+from greeter.tap.records import Record
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.rpc import MAX_MESSAGE_SIZE
-from greeter.tap.sinks import TraceWriter
+from greeter.tap.sinks import TraceWriter, fan_out
+from greeter.tools.summary import TraceSummary
 
 LAYERS = ("frame", "message", "rpc", "connection")
 FORMAT_HELP = "trace output: text (readable) or jsonl (one JSON object per record, for replay)"
@@ -61,6 +67,7 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: st
             metavar=metavar,
             help=f"{help_text} (repeatable)",
         )
+    add_live_arguments(group)
 
 
 def tracing_requested(args: argparse.Namespace) -> bool:
@@ -77,14 +84,40 @@ def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl"]:
 
 
 def record_filter(args: argparse.Namespace) -> RecordFilter | None:
-    """The filter the --trace-method/-layer/-frame options describe, None when there is none."""
-    if not (args.trace_method or args.trace_layer or args.trace_frame):
+    """The filter the --trace-view/-method/-layer/-frame options describe (the format's default
+    view when none of --trace-view/-layer/-frame is given), None when it keeps everything."""
+    view = args.trace_view
+    if view is None and not (args.trace_layer or args.trace_frame):
+        view = DEFAULT_VIEWS[trace_format(args)]
+    if not (args.trace_method or args.trace_layer or args.trace_frame) and view == "all":
         return None
     return RecordFilter(
         methods=tuple(args.trace_method),
         layers=tuple(args.trace_layer),
         frame_types=tuple(name.upper() for name in args.trace_frame),
+        view=view,
     )
+
+
+class _Untraced:
+    """The observer of a connection the peer filter leaves out: it decodes nothing."""
+
+    def observe(self, direction: Literal["in", "out"], data: bytes) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        pass
+
+
+def _peer_filtered(factory: TapFactory, peers: tuple[str, ...]) -> ObserverFactory:
+    """``factory`` for the connections whose peer matches one of ``peers`` (fnmatch globs)."""
+
+    def observer(connection_id: int, peer: str | None) -> ConnectionObserver:
+        if peer is not None and any(fnmatchcase(peer, glob) for glob in peers):
+            return factory(connection_id, peer)
+        return _Untraced()
+
+    return observer
 
 
 @contextlib.contextmanager
@@ -94,8 +127,13 @@ def open_trace(
     role: Literal["server", "client"],
     default_stream: TextIO,
     types: MessageTypes | None,
+    summary: bool = False,
 ) -> Iterator[ObserverFactory | None]:
-    """Yield the observer factory for ``args`` (None when tracing is off); close the file after."""
+    """Yield the observer factory for ``args`` (None when tracing is off); close the file after.
+
+    With ``summary``, the trace summary (greeter.tools.summary) of what was traced is written
+    when the block ends: into a text trace, else on stderr.
+    """
     if not tracing_requested(args):
         yield None
         return
@@ -104,8 +142,19 @@ def open_trace(
         if args.trace_file:
             stream = stack.enter_context(open(args.trace_file, "w", encoding="utf-8"))
         writer = TraceWriter(stream, format=trace_format(args), filter=record_filter(args))
+        totals = TraceSummary() if summary else None
+        emit: Callable[[Record], None] = (
+            writer if totals is None else fan_out(totals.add_record, writer)
+        )
+        keep = outcome_filter(args.trace_status, args.trace_min_duration)
+        if keep.active:
+            emit = RpcGate(emit, keep)
         redact = (*DEFAULT_REDACT, *(name.lower() for name in args.trace_redact))
         # A server's trace inflates no more than the server accepts (--max-receive-message-size).
         limit = getattr(args, "max_receive_message_size", MAX_MESSAGE_SIZE)
-        yield TapFactory(writer, role=role, types=types, redact=redact, max_message_size=limit)
+        factory = TapFactory(emit, role=role, types=types, redact=redact, max_message_size=limit)
+        yield _peer_filtered(factory, tuple(args.trace_peer)) if args.trace_peer else factory
+        if totals is not None:
+            out = stream if trace_format(args) == "text" else sys.stderr
+            out.write(f"trace summary:\n{totals.text()}\n")
         stream.flush()

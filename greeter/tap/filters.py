@@ -1,13 +1,19 @@
-"""Record filters: keep tap records by RPC method glob, by layer and by frame type.
+"""Record filters: keep tap records by view, RPC method glob, layer and frame type.
 
-The three criteria combine with AND; an empty criterion accepts everything.
+The criteria combine with AND; an empty criterion accepts everything.
 
+- ``view``: one of :data:`VIEWS`, each a level of the trace where every fact shows once
+  (``frames``: HTTP/2 frames with the flow-control state they imply; ``messages``: RPCs and
+  their decoded messages, no frames; ``rpcs``: only RPC starts and ends; ``all``: every
+  record). Connection events that are no frame's repetition (open, close, GOAWAY, and in
+  ``messages`` stalls and PING round trips) and decode errors show in every view. A view
+  replaces ``layers``: giving both is a ValueError.
 - ``layers``: the record's ``layer`` (``frame``, ``message``, ``rpc``, ``connection``).
 - ``frame_types``: case-insensitive ``fnmatch`` globs against the frame type of frame-layer
   records (RFC 9113 names such as ``HEADERS``, ``UNKNOWN(0x0a)``; the preface is ``PREFACE``, a
   decode failure ``DECODE_ERROR``). Alone, it means "only these frames": records of other layers
-  are dropped. With ``layers`` too (``--trace-layer rpc --trace-frame HEADERS``) it constrains
-  only the frame records among the layers asked for.
+  are dropped. With ``layers`` or a ``view`` too (``--trace-layer rpc --trace-frame HEADERS``)
+  it constrains only the frame records among the layers asked for.
 - ``methods``: ``fnmatch`` globs against the RPC's ``:path`` (``/greet.Greeter/*``; a glob
   without the leading ``/`` matches too). Records that carry no method (frames, connection
   records) take the method remembered for their ``(connection, stream)`` from an earlier
@@ -36,6 +42,29 @@ from greeter.tap.records import (
 )
 
 _StreamKey = tuple[int, int]
+_ALL = None
+"""In a view: every record of the layer."""
+_LIFECYCLE = frozenset({"open", "close", "goaway"})
+_ERRORS = frozenset({"DECODE_ERROR"})
+VIEWS: dict[str, dict[str, frozenset[str] | None]] = {
+    "frames": {"frame": _ALL, "connection": _ALL},
+    "messages": {
+        "frame": _ERRORS,
+        "message": _ALL,
+        "rpc": _ALL,
+        "connection": _LIFECYCLE | {"stall", "unstall", "ping_rtt"},
+    },
+    "rpcs": {"frame": _ERRORS, "rpc": _ALL, "connection": _LIFECYCLE},
+    "all": {"frame": _ALL, "message": _ALL, "rpc": _ALL, "connection": _ALL},
+}
+"""View name -> layer -> the frame types or events it shows (None: all of them)."""
+
+
+def path_matches(globs: Iterable[str], path: str) -> bool:
+    """Whether an RPC path (``/pkg.Service/Method``) matches one of the ``fnmatch`` globs, given
+    with or without the leading ``/``."""
+    bare = path.removeprefix("/")
+    return any(fnmatchcase(path, glob) or fnmatchcase(bare, glob) for glob in globs)
 
 
 def frame_type(record: Record) -> str | None:
@@ -58,11 +87,17 @@ class RecordFilter:
         methods: Iterable[str] = (),
         layers: Iterable[str] = (),
         frame_types: Iterable[str] = (),
+        view: str | None = None,
         max_streams: int = 65536,
         ended_streams: int = 1024,
     ) -> None:
         self._methods = tuple(methods)
         self._layers = frozenset(layers)
+        if view is not None and view not in VIEWS:
+            raise ValueError(f"view {view!r}: expected one of {', '.join(VIEWS)}")
+        if view is not None and self._layers:
+            raise ValueError("a view replaces layers: give one or the other")
+        self._view = VIEWS[view] if view is not None else None
         self._frame_types = tuple(glob.upper() for glob in frame_types)
         self._max_streams = max_streams
         self._ended_streams = ended_streams
@@ -74,19 +109,25 @@ class RecordFilter:
         if self._layers and record.layer not in self._layers:
             return False
         name = frame_type(record)
-        if self._frame_types and name is None and not self._layers:
+        if self._view is not None and not self._in_view(self._view, record, name):
+            return False
+        if self._frame_types and name is None and not (self._layers or self._view):
             return False  # frame types alone: only frames
         if self._frame_types and name is not None:
             upper = name.upper()
             if not any(fnmatchcase(upper, glob) for glob in self._frame_types):
                 return False
         if self._methods:
-            return method is not None and self._method_matches(method)
+            return method is not None and path_matches(self._methods, method)
         return True
 
-    def _method_matches(self, method: str) -> bool:
-        bare = method.removeprefix("/")
-        return any(fnmatchcase(method, glob) or fnmatchcase(bare, glob) for glob in self._methods)
+    @staticmethod
+    def _in_view(view: dict[str, frozenset[str] | None], record: Record, name: str | None) -> bool:
+        if record.layer not in view:
+            return False
+        kinds = view[record.layer]
+        kind = name if name is not None else getattr(record, "event", None)
+        return kinds is _ALL or kind in kinds
 
     def _method_of(self, record: Record) -> str | None:
         """The record's RPC method, learning and forgetting stream methods on the way."""

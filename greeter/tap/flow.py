@@ -54,12 +54,14 @@ class FlowControl:
         self._released: list[ConnectionRecord] = []
         """stall/unstall records waiting for the window record that shows their cause."""
 
-    def open_stream(self, stream_id: int, now: float) -> None:
-        """A stream began: its windows start at the initial sizes in force."""
+    def open_stream(self, record: FrameRecord) -> None:
+        """The request HEADERS ``record`` began a stream: its windows start at the initial sizes
+        in force."""
+        stream_id = record.stream_id
         windows = self._streams[stream_id] = list(self._initial)
         for side, direction in enumerate(_SIDE):
             if windows[side] <= 0:
-                self._stall(stream_id, direction, now)
+                self._stall(stream_id, direction, record)
         self._flush()
 
     def drop_stream(self, stream_id: int) -> None:
@@ -70,7 +72,7 @@ class FlowControl:
 
     def on_data(self, record: FrameRecord) -> None:
         """DATA spends the windows of its own direction, connection and stream."""
-        self._adjust(self._connection, 0, record.direction, -record.length, record.timestamp)
+        self._adjust(self._connection, 0, record.direction, -record.length, record)
         self._adjust_stream(record, record.direction, -record.length)
         self._emit_window(record, record.stream_id)
 
@@ -79,7 +81,7 @@ class FlowControl:
         direction = _OTHER[record.direction]
         increment = record.window_increment or 0
         if record.stream_id == 0:
-            self._adjust(self._connection, 0, direction, increment, record.timestamp)
+            self._adjust(self._connection, 0, direction, increment, record)
         else:
             self._adjust_stream(record, direction, increment)
         self._emit_window(record, record.stream_id)
@@ -97,43 +99,44 @@ class FlowControl:
         self._initial[side] = values[-1]
         self._emit_window(record, 0)
         for stream_id, windows in self._streams.items():
-            self._adjust(windows, stream_id, direction, delta, record.timestamp)
+            self._adjust(windows, stream_id, direction, delta, record)
             self._emit_window(record, stream_id)
 
     def _adjust_stream(self, record: FrameRecord, direction: Direction, delta: int) -> None:
         windows = self._streams.get(record.stream_id)
         if windows is not None:
-            self._adjust(windows, record.stream_id, direction, delta, record.timestamp)
+            self._adjust(windows, record.stream_id, direction, delta, record)
 
     def _adjust(
-        self, windows: list[int], stream_id: int, direction: Direction, delta: int, now: float
+        self, windows: list[int], stream_id: int, direction: Direction, delta: int, at: FrameRecord
     ) -> None:
+        """Move one window by ``delta`` because of the frame ``at`` (whose times records take)."""
         side = _SIDE[direction]
         old = windows[side]
         windows[side] = old + delta
-        self._check(stream_id, direction, old, old + delta, now)
-
-    def _check(self, stream_id: int, direction: Direction, old: int, new: int, now: float) -> None:
-        if old > 0 >= new:
-            self._stall(stream_id, direction, now)
-        elif old <= 0 < new:
+        if old > 0 >= old + delta:
+            self._stall(stream_id, direction, at)
+        elif old <= 0 < old + delta:
             started = self._stalls.pop((stream_id, direction), None)
             if started is not None:
                 self._released.append(
                     ConnectionRecord(
                         self._connection_id,
                         direction,
-                        now,
+                        at.timestamp,
                         stream_id,
                         "unstall",
-                        duration=now - started,
+                        duration=at.timestamp - started,
+                        wall=at.wall,
                     )
                 )
 
-    def _stall(self, stream_id: int, direction: Direction, now: float) -> None:
-        self._stalls[stream_id, direction] = now
+    def _stall(self, stream_id: int, direction: Direction, at: FrameRecord) -> None:
+        self._stalls[stream_id, direction] = at.timestamp
         self._released.append(
-            ConnectionRecord(self._connection_id, direction, now, stream_id, "stall")
+            ConnectionRecord(
+                self._connection_id, direction, at.timestamp, stream_id, "stall", wall=at.wall
+            )
         )
 
     def _emit_window(self, record: FrameRecord, stream_id: int) -> None:
@@ -150,6 +153,7 @@ class FlowControl:
                 connection_out=self._connection[1],
                 stream_in=windows[0] if windows is not None else None,
                 stream_out=windows[1] if windows is not None else None,
+                wall=record.wall,
             )
         )
         self._flush()

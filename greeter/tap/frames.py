@@ -91,8 +91,9 @@ class FrameDecoder:
     """Decodes one direction of one HTTP/2 connection into :data:`Record` objects.
 
     ``expect_preface`` is true for the client-to-server direction: the 24-byte client preface is
-    expected before the first frame and reported as a :class:`PrefaceRecord`. ``clock`` is read
-    once per :meth:`feed` call that completes at least one record.
+    expected before the first frame and reported as a :class:`PrefaceRecord`. ``clock`` (the
+    records' ``timestamp``) and ``wall_clock`` (their ``wall``) are read together once per
+    :meth:`feed` call that completes at least one record.
     """
 
     __slots__ = (
@@ -109,6 +110,7 @@ class FrameDecoder:
         "_max_header_block",
         "_need_preface",
         "_offset",
+        "_wall_clock",
     )
 
     def __init__(
@@ -118,12 +120,14 @@ class FrameDecoder:
         *,
         expect_preface: bool,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         max_frame_length: int = MAX_FRAME_LENGTH,
         max_header_block: int = MAX_HEADER_BLOCK,
     ) -> None:
         self._connection_id = connection_id
         self._direction: Direction = direction
         self._clock = clock
+        self._wall_clock = wall_clock
         self._max_frame_length = max_frame_length
         self._max_header_block = max_header_block
         self._need_preface = expect_preface
@@ -152,7 +156,7 @@ class FrameDecoder:
             return []
         self._buffer += data
         records: list[Record] = []
-        now: float | None = None
+        now: tuple[float, float] | None = None
         buffer = self._buffer
         pos = 0
         try:
@@ -164,8 +168,8 @@ class FrameDecoder:
                     return records
                 self._need_preface = False
                 pos = len(PREFACE)
-                now = self._clock()
-                records.append(PrefaceRecord(self._connection_id, self._direction, now))
+                now = self._stamp()
+                records.append(PrefaceRecord(self._connection_id, self._direction, *now))
             while len(buffer) - pos >= FRAME_HEADER_SIZE:
                 length = int.from_bytes(buffer[pos : pos + 3], "big")
                 if length > self._max_frame_length:
@@ -178,8 +182,8 @@ class FrameDecoder:
                 header = bytes(buffer[pos : pos + FRAME_HEADER_SIZE])
                 body = bytes(buffer[pos + FRAME_HEADER_SIZE : end])
                 if now is None:
-                    now = self._clock()
-                records.append(self._decode_frame(header, body, now))
+                    now = self._stamp()
+                records.append(self._decode_frame(header, body, *now))
                 pos = end
         except _DecodeError as exc:
             records.append(self._fail(exc.reason, pos, exc.stream_id))
@@ -196,11 +200,16 @@ class FrameDecoder:
         offset = self._offset + pos
         self._buffer = bytearray()
         self._block = None
+        now, wall = self._stamp()
         return DecodeErrorRecord(
-            self._connection_id, self._direction, self._clock(), reason, offset, stream_id
+            self._connection_id, self._direction, now, reason, offset, stream_id, wall
         )
 
-    def _decode_frame(self, header: bytes, body: bytes, now: float) -> FrameRecord:
+    def _stamp(self) -> tuple[float, float]:
+        """(monotonic timestamp, wall clock), read together."""
+        return self._clock(), self._wall_clock()
+
+    def _decode_frame(self, header: bytes, body: bytes, now: float, wall: float) -> FrameRecord:
         type_id = header[3]
         raw_flags = header[4]
         stream_id = int.from_bytes(header[5:9], "big") & 0x7FFF_FFFF
@@ -212,7 +221,7 @@ class FrameDecoder:
             )
         common = (self._connection_id, self._direction, now, stream_id, name)
         if type_id not in FRAME_TYPES:
-            return FrameRecord(*common, (), raw_flags, len(body), payload=body)
+            return FrameRecord(*common, (), raw_flags, len(body), payload=body, wall=wall)
         try:
             frame, _ = Frame.parse_frame_header(memoryview(header))
             frame.parse_body(memoryview(body))
@@ -225,17 +234,20 @@ class FrameDecoder:
         )
         head = (*common, flags, raw_flags, len(body))
         if isinstance(frame, DataFrame):
-            return FrameRecord(*head, data=frame.data, padding=frame.pad_length)
+            return FrameRecord(*head, wall=wall, data=frame.data, padding=frame.pad_length)
         if isinstance(frame, HeadersFrame):
             priority = None
             if "PRIORITY" in frame.flags:
                 priority = Priority(frame.depends_on, frame.stream_weight + 1, frame.exclusive)
             headers = self._fragment(stream_id, frame.data, "END_HEADERS" in frame.flags)
-            return FrameRecord(*head, headers=headers, padding=frame.pad_length, priority=priority)
+            return FrameRecord(
+                *head, wall=wall, headers=headers, padding=frame.pad_length, priority=priority
+            )
         if isinstance(frame, PushPromiseFrame):
             headers = self._fragment(stream_id, frame.data, "END_HEADERS" in frame.flags)
             return FrameRecord(
                 *head,
+                wall=wall,
                 headers=headers,
                 padding=frame.pad_length,
                 promised_stream_id=frame.promised_stream_id,
@@ -250,7 +262,7 @@ class FrameDecoder:
                     stream_id,
                 )
             headers = self._fragment(stream_id, frame.data, "END_HEADERS" in frame.flags)
-            return FrameRecord(*head, headers=headers)
+            return FrameRecord(*head, wall=wall, headers=headers)
         if isinstance(frame, SettingsFrame):
             # hyperframe validated the body but keeps a dict; the wire list keeps order and
             # duplicates (the last value of a repeated setting wins, RFC 9113 section 6.5).
@@ -258,24 +270,26 @@ class FrameDecoder:
                 (setting_name(setting_id), value)
                 for setting_id, value in _SETTING.iter_unpack(body)
             )
-            return FrameRecord(*head, settings=settings)
+            return FrameRecord(*head, wall=wall, settings=settings)
         if isinstance(frame, WindowUpdateFrame):
-            return FrameRecord(*head, window_increment=frame.window_increment)
+            return FrameRecord(*head, wall=wall, window_increment=frame.window_increment)
         if isinstance(frame, PingFrame):
-            return FrameRecord(*head, ping_data=frame.opaque_data)
+            return FrameRecord(*head, wall=wall, ping_data=frame.opaque_data)
         if isinstance(frame, RstStreamFrame):
-            return FrameRecord(*head, error_code=error_code_name(frame.error_code))
+            return FrameRecord(*head, wall=wall, error_code=error_code_name(frame.error_code))
         if isinstance(frame, GoAwayFrame):
             return FrameRecord(
                 *head,
+                wall=wall,
                 last_stream_id=frame.last_stream_id,
                 error_code=error_code_name(frame.error_code),
                 debug_data=frame.additional_data,
             )
         if isinstance(frame, PriorityFrame):
             priority = Priority(frame.depends_on, frame.stream_weight + 1, frame.exclusive)
-            return FrameRecord(*head, priority=priority)
-        return FrameRecord(*head)  # unreachable: FRAME_TYPES lists exactly the classes above
+            return FrameRecord(*head, wall=wall, priority=priority)
+        # Unreachable: FRAME_TYPES lists exactly the classes above.
+        return FrameRecord(*head, wall=wall)
 
     def _fragment(
         self, stream_id: int, fragment: bytes, end: bool

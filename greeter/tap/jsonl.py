@@ -2,12 +2,13 @@
 
 No I/O beyond reading a trace file in :func:`read_jsonl`.
 
-The schema is documented in docs/trace-format.md. Every object starts with the same keys --
-``v``, ``layer``, ``type`` (frame layer) or ``event`` (rpc and connection layers), ``direction``
-(``"in"``, ``"out"`` or ``null``), ``conn``, ``stream`` and ``t`` -- followed by the record's own
-fields. Encodings: bytes become base64 strings under the field name plus ``_b64``; header,
-metadata and settings lists become lists of ``[name, value]`` pairs (order and duplicates kept);
-fields whose value is ``None`` (and a frame's ``padding`` of 0) are left out.
+The schema is documented in docs/trace-format.md. Every object starts with the same keys -- ``v``,
+``layer``, ``type`` (frame layer) or ``event`` (rpc and connection layers), ``direction`` (``"in"``,
+``"out"`` or ``null``), ``conn``, ``stream``, ``t`` and ``wall`` (UTC, ISO 8601, when the record has
+one) -- followed by the record's own fields. Encodings: bytes become base64 strings under the field
+name plus ``_b64``; header, metadata and settings lists become lists of ``[name, value]`` pairs
+(order and duplicates kept); fields whose value is ``None`` (and a frame's ``padding`` of 0) are
+left out.
 
 Versioning: adding keys keeps ``v`` at 1; renaming or removing a key, or changing a key's
 encoding, bumps ``v``. :func:`read_jsonl` refuses any version it does not know.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import importlib
 import json
 import os
@@ -37,7 +39,9 @@ from greeter.wire.status_details import TYPE_URL_PREFIX, type_url
 SCHEMA_VERSION = 1
 
 # Record fields that become the common keys at the head of every object.
-_HEAD_FIELDS = frozenset({"connection_id", "stream_id", "timestamp", "direction", "type", "event"})
+_HEAD_FIELDS = frozenset(
+    {"connection_id", "stream_id", "timestamp", "wall", "direction", "type", "event"}
+)
 
 
 def message_type(message: object) -> str:
@@ -115,7 +119,16 @@ def _head(record: Record) -> dict[str, object]:
     head["conn"] = record.connection_id
     head["stream"] = getattr(record, "stream_id", 0)
     head["t"] = record.timestamp
+    if record.wall is not None:
+        head["wall"] = iso_wall(record.wall)
     return head
+
+
+def iso_wall(seconds: float) -> str:
+    """Seconds since the Unix epoch as UTC ISO 8601 with microseconds:
+    ``2026-12-05T13:11:03.123456Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _b64(data: bytes) -> str:

@@ -53,7 +53,8 @@ class Tap:
 
     ``role`` says what the tapped endpoint is: for ``"server"`` the client preface and the
     requests arrive ``"in"``; for ``"client"`` they leave ``"out"``. ``types`` decodes messages
-    of known methods; ``clock`` timestamps records (inject a fake one in tests);
+    of known methods; ``clock`` timestamps records and ``wall_clock`` gives their UTC ``wall``
+    time (inject fake ones in tests);
     ``max_streams`` caps the streams tracked at once (module docstring); ``max_message_size``
     bounds what it reassembles and inflates per message (use the endpoint's receive limit).
     """
@@ -68,6 +69,7 @@ class Tap:
         types: MessageTypes | None = None,
         redact: Iterable[str] = DEFAULT_REDACT,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         max_streams: int = MAX_TRACKED_STREAMS,
         max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
@@ -76,6 +78,7 @@ class Tap:
         self._connection_id = connection_id
         self._peer = peer
         self._clock = clock
+        self._wall_clock = wall_clock
         self._redact = frozenset(name.lower() for name in redact)
         self._requests: Direction = "in" if role == "server" else "out"
         self._decoders = {
@@ -84,6 +87,7 @@ class Tap:
                 direction,
                 expect_preface=direction == self._requests,
                 clock=clock,
+                wall_clock=wall_clock,
             )
             for direction in ("in", "out")
         }
@@ -125,7 +129,8 @@ class Tap:
                 else:
                     self._emit(record)
                     if type(record) is PrefaceRecord:
-                        self._emit(self._connection_record(record.direction, record.timestamp))
+                        at = (record.timestamp, record.wall)
+                        self._emit(self._connection_record(record.direction, at))
         except Exception as exc:  # a tap must never break the connection it watches
             self._fail(direction, exc)
 
@@ -139,7 +144,7 @@ class Tap:
         if self._silent:
             return
         self._silent = True
-        now = self._clock()
+        now = self._clock(), self._wall_clock()
         for stream_id in list(self._streams):
             with contextlib.suppress(Exception):
                 self._calls.cut(stream_id, self._requests, now, f"connection closed: {reason}")
@@ -151,7 +156,10 @@ class Tap:
         self._silent = True
         with contextlib.suppress(Exception):
             reason = f"internal tap error: {exc!r}"
-            self._emit(DecodeErrorRecord(self._connection_id, direction, self._clock(), reason, -1))
+            now, wall = self._clock(), self._wall_clock()
+            self._emit(
+                DecodeErrorRecord(self._connection_id, direction, now, reason, -1, wall=wall)
+            )
 
     def _on_frame(self, record: FrameRecord) -> None:
         if record.headers is not None and self._redact:
@@ -192,7 +200,7 @@ class Tap:
         if len(self._streams) >= self._max_streams:
             self._drop(next(iter(self._streams)))  # the oldest: dicts keep insertion order
         self._streams[stream_id] = set()
-        self._flow.open_stream(stream_id, record.timestamp)
+        self._flow.open_stream(record)
         self._calls.start(record, headers)
 
     def _on_data(self, record: FrameRecord) -> None:
@@ -232,7 +240,13 @@ class Tap:
             rtt = record.timestamp - sent
             self._emit(
                 ConnectionRecord(
-                    self._connection_id, sender, record.timestamp, 0, "ping_rtt", duration=rtt
+                    self._connection_id,
+                    sender,
+                    record.timestamp,
+                    0,
+                    "ping_rtt",
+                    duration=rtt,
+                    wall=record.wall,
                 )
             )
 
@@ -244,7 +258,7 @@ class Tap:
         if last is not None and record.direction != self._requests:  # the server's GOAWAY
             for stream_id in [s for s in self._streams if s > last]:
                 why = f"above GOAWAY's last stream id {last}: never processed"
-                self._calls.cut(stream_id, record.direction, record.timestamp, why)
+                self._calls.cut(stream_id, record.direction, (record.timestamp, record.wall), why)
                 self._drop(stream_id)
         self._emit(
             ConnectionRecord(
@@ -256,16 +270,19 @@ class Tap:
                 error_code=record.error_code,
                 last_stream_id=record.last_stream_id,
                 reason=(record.debug_data or b"").decode("utf-8", "backslashreplace"),
+                wall=record.wall,
             )
         )
 
     def _connection_record(
-        self, direction: Direction | None, now: float, reason: str | None = None
+        self, direction: Direction | None, at: tuple[float, float | None], reason: str | None = None
     ) -> ConnectionRecord:
-        """``open`` (from the preface) or ``close`` (with its reason), naming the peer."""
+        """``open`` (from the preface) or ``close`` (with its reason) at ``at`` (timestamp,
+        wall), naming the peer."""
         event: Literal["open", "close"] = "open" if reason is None else "close"
+        now, wall = at
         return ConnectionRecord(
-            self._connection_id, direction, now, 0, event, reason=reason, peer=self._peer
+            self._connection_id, direction, now, 0, event, reason=reason, peer=self._peer, wall=wall
         )
 
 

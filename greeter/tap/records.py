@@ -1,9 +1,12 @@
 """Records the wire tap emits: small frozen dataclasses, one per observed event.
 
-Every record carries ``connection_id``, ``direction`` and ``timestamp`` so that records of all
-layers correlate. ``direction`` is seen from the tapped endpoint: ``"in"`` is what it received,
-``"out"`` what it sent. ``timestamp`` is the tap clock (``time.monotonic`` by default) read when
-the chunk that completed the record was fed, so every record decoded from one chunk shares it.
+Every record carries ``connection_id``, ``direction``, ``timestamp`` and ``wall`` so that
+records of all layers correlate. ``direction`` is seen from the tapped endpoint: ``"in"`` is what
+it received, ``"out"`` what it sent. ``timestamp`` is the tap clock (``time.monotonic`` by
+default) read when the chunk that completed the record was fed, so every record decoded from one
+chunk shares it; ``wall`` (the last field of every record) is the UTC wall clock read at the same
+moment, in seconds since the Unix epoch (``time.time`` by default; None when a record was built
+without one).
 
 Frame records keep the frame header fields (``type``, ``flags``, ``raw_flags``, ``stream_id``,
 ``length``) for every frame and fill only the payload fields that belong to the frame's type;
@@ -122,6 +125,7 @@ class PrefaceRecord:
     connection_id: int
     direction: Direction
     timestamp: float
+    wall: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,7 @@ class FrameRecord:
     priority: Priority | None = None
     promised_stream_id: int | None = None
     payload: bytes | None = None
+    wall: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,7 @@ class DecodeErrorRecord:
     reason: str
     offset: int
     stream_id: int = 0
+    wall: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +225,10 @@ class MessageRecord:
     decoded: object | None = None
     fields: tuple[RawField, ...] | None = None
     error: str | None = None
+    size: int | None = None
+    """Size of the whole message once decompressed (``len(data)`` unless ``data`` was cut to the
+    tap's body limit); None when decompression stopped at the tap's message limit."""
+    wall: float | None = None
 
 
 RpcEvent = Literal["start", "end"]
@@ -259,6 +269,13 @@ class RpcRecord:
     requests: int = 0
     responses: int = 0
     timings: tuple[tuple[str, float], ...] = ()
+    duration: float | None = None
+    """At ``end``: seconds from ``start`` to this record."""
+    request_bytes: int = 0
+    response_bytes: int = 0
+    """Bytes of the messages seen each way as framed on the wire (5-byte prefix plus
+    Message-Length, compressed as sent)."""
+    wall: float | None = None
 
 
 ConnectionEvent = Literal["open", "window", "stall", "unstall", "ping_rtt", "goaway", "close"]
@@ -294,6 +311,7 @@ class ConnectionRecord:
     last_stream_id: int | None = None
     reason: str | None = None
     peer: str | None = None
+    wall: float | None = None
 
 
 Record = (

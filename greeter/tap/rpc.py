@@ -34,7 +34,7 @@ from greeter.tap.records import (
 from greeter.tap.resolve import MessageTypes
 from greeter.wire import compression
 from greeter.wire.errors import MessageError, MessageTooLargeError
-from greeter.wire.framing import FramedMessage, MessageDecoder
+from greeter.wire.framing import PREFIX_SIZE, FramedMessage, MessageDecoder
 from greeter.wire.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -63,6 +63,7 @@ class _Call:
         "method",
         "milestones",
         "responding",
+        "sizes",
         "start",
         "timeout",
         "types",
@@ -86,6 +87,8 @@ class _Call:
             "out": MessageDecoder(max_message_size),
         }
         self.counts: dict[Direction, int] = {"in": 0, "out": 0}
+        self.sizes: dict[Direction, int] = {"in": 0, "out": 0}
+        """Bytes of the messages seen each way, as framed (prefix + Message-Length)."""
         self.milestones: dict[str, float] = {}
         self.responding = False
         """Response-Headers were seen: the next response HEADERS are trailers."""
@@ -170,6 +173,7 @@ class Calls:
                 authority=call.authority,
                 timeout=call.timeout,
                 metadata=_custom(headers),
+                wall=record.wall,
             )
         )
 
@@ -234,6 +238,7 @@ class Calls:
         data, error = message.payload, None
         if message.compressed:
             data, error = _decompress(encoding, message.payload, self._max_message_size)
+        size = len(data) if error is None else None  # the payload was not inflated
         decoded = fields = None
         is_request = direction == self._requests
         if error is None:
@@ -242,6 +247,7 @@ class Calls:
         kind = "request" if is_request else "response"
         call.mark(f"first_{kind}", record.timestamp, first=True)
         call.mark(f"last_{kind}", record.timestamp)
+        call.sizes[direction] += PREFIX_SIZE + len(message.payload)
         self._emit_message(
             call,
             record,
@@ -251,6 +257,7 @@ class Calls:
             decoded=decoded,
             fields=fields,
             error=error,
+            size=size,
         )
 
     def _emit_message(
@@ -264,6 +271,7 @@ class Calls:
         decoded: object | None = None,
         fields: tuple[RawField, ...] | None = None,
         error: str | None = None,
+        size: int | None = None,
     ) -> None:
         direction = record.direction
         call.counts[direction] += 1
@@ -282,15 +290,24 @@ class Calls:
                 decoded,
                 fields,
                 error,
+                size,
+                wall=record.wall,
             )
         )
 
-    def cut(self, stream_id: int, direction: Direction, timestamp: float, why: str) -> None:
+    def cut(
+        self,
+        stream_id: int,
+        direction: Direction,
+        at: tuple[float, float | None],
+        why: str,
+    ) -> None:
         """The RPC on `stream_id` ended without status or reset (connection closed, or above a
-        GOAWAY's last stream id): an end record whose status message says so."""
+        GOAWAY's last stream id) at `at` (timestamp, wall): an end record whose status message
+        says so."""
         call = self._calls.pop(stream_id, None)
         if call is not None:
-            self._end(call, None, {}, cut=(stream_id, direction, timestamp, f"cut: {why}"))
+            self._end(call, None, {}, cut=(stream_id, direction, *at, f"cut: {why}"))
 
     def _end(
         self,
@@ -300,7 +317,7 @@ class Calls:
         *,
         metadata: Headers = (),
         reset: str | None = None,
-        cut: tuple[int, Direction, float, str] | None = None,
+        cut: tuple[int, Direction, float, float | None, str] | None = None,
     ) -> None:
         if call.ended:
             return
@@ -309,11 +326,12 @@ class Calls:
         message = fields.get("grpc-message")
         details = fields.get("grpc-status-details-bin")
         if record is not None:
-            stream_id, direction, timestamp = record.stream_id, record.direction, record.timestamp
+            stream_id, direction = record.stream_id, record.direction
+            timestamp, wall = record.timestamp, record.wall
             note = decode_grpc_message(message) if message is not None else None
         else:
             assert cut is not None
-            stream_id, direction, timestamp, note = cut
+            stream_id, direction, timestamp, wall, note = cut
         self._emit(
             RpcRecord(
                 self._connection_id,
@@ -336,6 +354,10 @@ class Calls:
                 requests=call.counts[self._requests],
                 responses=call.counts[self._responses],
                 timings=call.timings(),
+                duration=timestamp - call.start,
+                request_bytes=call.sizes[self._requests],
+                response_bytes=call.sizes[self._responses],
+                wall=wall,
             )
         )
 

@@ -2,14 +2,14 @@
 
 One head line per record, then indented detail lines (headers, message fields, metadata)::
 
-    +0.000000 c1 s1 <- frame HEADERS END_HEADERS len=40
+    2026-12-05T13:11:03.123456Z +0.000000 c1 s1 <- frame HEADERS END_HEADERS len=40
         :path: /greet.Greeter/SayHello
 
-Head line: time since the origin, connection, stream, direction (``<-`` received, ``->`` sent,
-``··`` none), layer tag, summary. Byte strings longer than ``max_bytes`` (and text longer than
-``max_bytes`` characters) are cut with ``…`` and followed by their full size. ANSI colour only when
-asked: direction and layer tag coloured, errors red. Output depends only on the records, so it
-can be compared against golden transcripts.
+Head line: UTC wall-clock time (ISO 8601, when the record has one), time since the origin,
+connection, stream, direction (``<-`` received, ``->`` sent, ``··`` none), layer tag, summary. Byte
+strings longer than ``max_bytes`` (and text longer than ``max_bytes`` characters) are cut with ``…``
+and followed by their full size. ANSI colour only when asked: direction and layer tag coloured,
+errors red. Output depends only on the records, so it can be compared against golden transcripts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from greeter.tap.jsonl import message_type
+from greeter.tap.jsonl import iso_wall, message_type
 from greeter.tap.records import (
     ConnectionRecord,
     DecodeErrorRecord,
@@ -110,6 +110,7 @@ class TextFormatter:
         direction = record.direction
         head = " ".join(
             (
+                *([] if record.wall is None else [iso_wall(record.wall)]),
                 f"{record.timestamp - self._origin:+.6f}",
                 f"c{record.connection_id}",
                 f"s{getattr(record, 'stream_id', 0)}",
@@ -241,7 +242,10 @@ def _rpc_end(record: RpcRecord, style: _Style) -> Lines:
         parts.append(style.error(f"({record.status_message})"))
     if record.reset is not None:
         parts.append(f"reset={_error_code(record.reset, style)}")
-    parts.append(f"requests={record.requests} responses={record.responses}")
+    if record.duration is not None:
+        parts.append(f"duration={_ms(record.duration)}")
+    parts.append(f"requests={record.requests} ({record.request_bytes} bytes)")
+    parts.append(f"responses={record.responses} ({record.response_bytes} bytes)")
     if record.timings:
         timings = ", ".join(
             f"{TIMING_LABELS.get(name, name)} +{_ms(seconds)}" for name, seconds in record.timings

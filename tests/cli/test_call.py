@@ -392,7 +392,7 @@ def test_reflection_falls_back_to_v1alpha(results: Results) -> None:
     """grpcio-reflection 1.85 answers v1 UNIMPLEMENTED; the trace shows the second try."""
     done = results["trace-fallback"]
     assert (done.returncode, done.stdout) == (0, "greet.Greeter\ngrpc.testing.TestService\n")
-    rpcs = [line.split()[5:8] for line in done.stderr.splitlines() if " rpc " in line]
+    rpcs = [line.split()[6:9] for line in done.stderr.splitlines() if " rpc " in line]
     assert rpcs == [
         ["start", REFLECTION_V1, "from"],
         ["end", REFLECTION_V1, "UNIMPLEMENTED"],

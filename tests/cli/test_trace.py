@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,13 +39,66 @@ def greeter(*args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]
 
 
 def test_hello_trace_goes_to_stderr_and_the_reply_to_stdout() -> None:
+    """The default text view shows each fact once: the RPC and its messages, not the frames
+    that carried them (issue 11 item 7)."""
     with spawn_greeter_server() as server:
         done = greeter("hello", "Ada", "--trace", "--target", server.target)
+        frames = greeter(
+            "hello", "Ada", "--trace", "--trace-view", "frames", "--target", server.target
+        )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello Ada\n"
-    assert "HEADERS" in done.stderr
+    layers = Counter(line.split()[5] for line in done.stderr.splitlines() if line[:1].isdigit())
+    assert layers == {"conn": 3, "rpc": 2, "msg": 2}, done.stderr  # open, 2 GOAWAYs; start, end
     assert "greet.HelloReply" in done.stderr
     assert "greet.HelloRequest" in done.stderr
+    assert "HEADERS" not in done.stderr
+    assert frames.returncode == 0, frames.stderr
+    layers = Counter(line.split()[5] for line in frames.stderr.splitlines() if line[:1].isdigit())
+    assert set(layers) == {"frame", "conn"}, frames.stderr
+    assert "frame HEADERS" in frames.stderr
+    assert "greet.HelloReply" not in frames.stderr
+
+
+def test_live_filters_by_status_and_peer_and_the_summary_on_stop() -> None:
+    """`--trace-status error` keeps only the failing RPC (held until its end, every record of
+    it); `--trace-peer` traces no connection of another peer; the summary follows at stop."""
+    with spawn_greeter_server(
+        "--trace", "--trace-status", "error", "--trace-view", "all"
+    ) as server:
+        assert greeter("hello", "Ed", "--target", server.target).returncode == 0
+        check = ("grpc.health.v1.Health/Check", '{"service": "nope"}')
+        assert greeter("call", server.target, *check).returncode == 64 + 5
+        server.wait_for_line(r"rpc +end /grpc.health.v1.Health/Check NOT_FOUND", timeout=10)
+    output = "\n".join(server.lines())
+    assert "SayHello" not in output
+    assert "rpc   start /grpc.reflection" not in output
+    assert "frame HEADERS" in output and "msg   grpc.health.v1.HealthCheckRequest" in output
+    summary = output[output.index("trace summary:") :].splitlines()
+    assert summary[2].split()[:3] == ["/grpc.health.v1.Health/Check", "NOT_FOUND", "1"]
+    with spawn_greeter_server("--trace", "--trace-peer", "10.*") as server:
+        assert greeter("hello", "Flo", "--target", server.target).returncode == 0
+    output = "\n".join(server.lines())
+    assert " c1 " not in output
+    assert "connections: 0" in output
+
+
+def test_bad_trace_options_are_one_line_and_exit_2() -> None:
+    cases = {
+        ("--trace-status", "SOMETIMES"): "argument --trace-status: status 'SOMETIMES': "
+        "expected one of OK, CANCELLED,",
+        ("--trace-min-duration", "soon"): "argument --trace-min-duration: 'soon': expected "
+        "seconds, or with a unit: 1.5, 1.5s, 250ms",
+        ("--trace-view", "rpcs", "--trace-layer", "rpc"): "serve: --trace-view and "
+        "--trace-layer: choose one",
+        ("--trace-view", "messages", "--trace-frame", "PING"): "serve: --trace-frame PING: the "
+        "messages view shows no frames (use --trace-view frames or all)",
+    }
+    for args, message in cases.items():
+        done = greeter("serve", "--trace", *args)
+        assert done.returncode == 2, done
+        assert message in done.stderr.splitlines()[-1], done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_hello_trace_file_is_jsonl_by_default_and_replays(tmp_path: Path) -> None:
@@ -97,5 +151,29 @@ def test_proxy_command_relays_and_traces() -> None:
     assert proxy.proc.returncode == 0
     output = "\n".join(proxy.lines())
     assert f"-> {server.target}" in output
-    assert "HEADERS" in output
+    assert "rpc   start /greet.Greeter/SayHello" in output
+    assert "trace summary:" in output
     assert "Traceback" not in output
+
+
+GOLDEN_TRACE = REPO_ROOT / "tests" / "tap" / "golden" / "canned.jsonl"
+
+
+def test_trace_summary_command_with_filters(tmp_path: Path) -> None:
+    done = greeter("trace", "summary", str(GOLDEN_TRACE), "--status", "error", "--method", "*/Say*")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["method", "status", "count"]
+    assert [line.split()[:3] for line in lines[1:2]] == [
+        ["/greet.Greeter/SayHello", "NOT_FOUND", "1"]
+    ]
+    assert lines[2] == "connections: 1"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"v":1,"layer":"rpc"}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    for path in (tmp_path / "missing.jsonl", bad, broken):
+        failed = greeter("trace", "summary", str(path))
+        assert failed.returncode == 1
+        assert len(failed.stderr.splitlines()) == 1, failed.stderr
+        assert str(path) in failed.stderr

@@ -5,9 +5,9 @@ Not a test module. The server is the real sans-IO core
 on its byte observer; the client is a real ``h2`` client joined to it by the ``Pair`` harness of
 tests.support.core_pair (no sockets). The test plays the application side with the core's
 commands. Nothing random reaches the wire: fixed
-``:authority`` and ``user-agent``, a fixed PING payload, and a fake clock that advances by
-:data:`TICK` before every chunk of bytes the core reads or writes (plus explicit waits), so
-every timestamp, window and duration is exact.
+``:authority`` and ``user-agent``, a fixed PING payload, and a fake clock (monotonic and wall)
+that advances by :data:`TICK` before every chunk of bytes the core reads or writes (plus explicit
+waits), so every timestamp, wall time, window and duration is exact.
 
 The exchange, in order (stream ids are the client's odd ids):
 
@@ -56,6 +56,8 @@ ERROR_MESSAGE = "no such name: ü%"
 STALL_WINDOW = 64
 LONG_NAME = "x" * 100
 START = 100.0
+WALL_START = 1_768_469_400.0
+"""The wall clock at START: 2026-01-15T09:30:00Z (an integer, so wall times stay exact)."""
 TICK = 0.125
 """Clock advance before every observed chunk; a binary fraction, so all sums stay exact."""
 STALL_WAIT = 1.0
@@ -63,13 +65,16 @@ STALL_WAIT = 1.0
 
 
 class Clock:
-    """A fake monotonic clock that moves only when told."""
+    """A fake monotonic clock that moves only when told; :meth:`wall` is its UTC wall clock."""
 
     def __init__(self, start: float = START) -> None:
         self.now = start
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        return WALL_START + self.now - START
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -105,6 +110,7 @@ class _Exchange:
             peer=PEER,
             types=MessageTypes.from_module("gen.greet"),
             clock=self.clock,
+            wall_clock=self.clock.wall,
         )
         self.pair = Pair(connect=False)
         # Swapped before a single byte moved: this core sends the server preface, observed.

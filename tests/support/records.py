@@ -95,6 +95,9 @@ RPC_END = RpcRecord(
     ),
     requests=1,
     timings=(("response_headers", 0.0002), ("first_request", 0.0003), ("trailers", 0.0005)),
+    duration=0.0005,
+    request_bytes=12,
+    wall=1_768_469_400.5,
 )
 
 GOLDEN: list[tuple[Record, str]] = [
@@ -179,8 +182,9 @@ GOLDEN: list[tuple[Record, str]] = [
     ),
     (
         RPC_END,
-        "+0.000500 c1 s1 -> rpc   end /greet.Greeter/SayHello NOT_FOUND 'nope' requests=1 "
-        "responses=0 (headers +0.200ms, first request +0.300ms, trailers +0.500ms)\n"
+        "2026-01-15T09:30:00.500000Z +0.000500 c1 s1 -> rpc   end /greet.Greeter/SayHello "
+        "NOT_FOUND 'nope' duration=0.500ms requests=1 (12 bytes) responses=0 (0 bytes) "
+        "(headers +0.200ms, first request +0.300ms, trailers +0.500ms)\n"
         "    detail type.googleapis.com/greet.HelloReply\n"
         "        message: 'why'\n"
         "    detail type.googleapis.com/x.Unknown\n"
@@ -188,7 +192,8 @@ GOLDEN: list[tuple[Record, str]] = [
     ),
     (
         RpcRecord(1, "in", 10.0, 3, "end", PATH, reset="CANCEL", requests=1),
-        "+0.000000 c1 s3 <- rpc   end /greet.Greeter/SayHello reset=CANCEL requests=1 responses=0",
+        "+0.000000 c1 s3 <- rpc   end /greet.Greeter/SayHello reset=CANCEL "
+        "requests=1 (0 bytes) responses=0 (0 bytes)",
     ),
     (
         ConnectionRecord(1, None, 10.1, 1, "window", 100, 200, 1, 2),

@@ -73,7 +73,9 @@ class Peers:
 
 
 def decode(data: bytes, chunk: int, direction: Direction, *, expect_preface: bool) -> list[Record]:
-    decoder = FrameDecoder(7, direction, expect_preface=expect_preface, clock=lambda: 1.5)
+    decoder = FrameDecoder(
+        7, direction, expect_preface=expect_preface, clock=lambda: 1.5, wall_clock=lambda: 2.5
+    )
     records: list[Record] = []
     for start in range(0, len(data), chunk):
         records += decoder.feed(data[start : start + chunk])
@@ -89,7 +91,9 @@ def brief(record: Record) -> tuple[Any, ...]:
     fields = {
         field.name: getattr(record, field.name)
         for field in dataclasses.fields(record)
-        if field.default is not dataclasses.MISSING and getattr(record, field.name) != field.default
+        if field.default is not dataclasses.MISSING
+        and getattr(record, field.name) != field.default
+        and field.name != "wall"
     }
     return (record.type, record.stream_id, record.flags, fields)
 
@@ -294,7 +298,7 @@ def settings_frame(payload: bytes = b"") -> bytes:
 def test_garbage_after_preface_stops_the_direction(garbage: bytes, reason: str) -> None:
     data = PREFACE + settings_frame() + garbage + settings_frame()
     for chunk in (1, 4, len(data)):
-        decoder = FrameDecoder(1, "in", expect_preface=True, clock=lambda: 0.0)
+        decoder = FrameDecoder(1, "in", expect_preface=True, clock=lambda: 0.0, wall_clock=float)
         records: list[Record] = []
         for start in range(0, len(data), chunk):
             records += decoder.feed(data[start : start + chunk])
@@ -310,10 +314,12 @@ def test_garbage_after_preface_stops_the_direction(garbage: bytes, reason: str) 
 
 
 def test_bad_preface_is_reported_as_soon_as_it_differs() -> None:
-    decoder = FrameDecoder(1, "in", expect_preface=True, clock=lambda: 0.0)
+    decoder = FrameDecoder(1, "in", expect_preface=True, clock=lambda: 0.0, wall_clock=float)
     assert decoder.feed(b"PRI * HTTP") == []
     records = decoder.feed(b"/1.1\r\n")
-    assert records == [DecodeErrorRecord(1, "in", 0.0, "invalid client connection preface", 0)]
+    assert records == [
+        DecodeErrorRecord(1, "in", 0.0, "invalid client connection preface", 0, wall=0.0)
+    ]
 
 
 def test_limits_bound_memory() -> None:
@@ -340,7 +346,9 @@ def test_random_bytes_never_raise(
     prefix: bytes, data: bytes, cuts: list[int], preface: bool
 ) -> None:
     stream = prefix + data
-    decoder = FrameDecoder(7, "in", expect_preface=preface, clock=lambda: 1.5)
+    decoder = FrameDecoder(
+        7, "in", expect_preface=preface, clock=lambda: 1.5, wall_clock=lambda: 2.5
+    )
     records: list[Record] = []
     last = 0
     for cut in [*sorted(cuts), len(stream)]:
@@ -367,7 +375,7 @@ frame_bytes = st.builds(
 def test_random_well_framed_frames_never_raise(frames: list[bytes], chunk: int) -> None:
     stream = PREFACE + b"".join(frames)
     records = decode(stream, chunk, "in", expect_preface=True)
-    assert records[0] == PrefaceRecord(7, "in", 1.5)
+    assert records[0] == PrefaceRecord(7, "in", 1.5, wall=2.5)
     assert not any(isinstance(r, DecodeErrorRecord) for r in records[:-1])
     assert records == decode(stream, len(stream), "in", expect_preface=True)
     # Every frame before the first error is reported, none is dropped.

@@ -42,7 +42,9 @@ from tests.support.canned import (
     PEER,
     PING_PAYLOAD,
     STALL_WAIT,
+    START,
     TICK,
+    WALL_START,
     Canned,
     canned_exchange,
 )
@@ -208,3 +210,28 @@ def test_ping_round_trip_and_close(canned: Canned) -> None:
     close = canned.records[-1]
     assert isinstance(close, ConnectionRecord)
     assert (close.event, close.reason, close.peer) == ("close", "closed", PEER)
+
+
+def test_every_record_has_the_wall_clock_of_its_timestamp(canned: Canned) -> None:
+    """Issue 11: wall-clock time beside the monotonic timestamp, read at the same moment."""
+    assert all(r.wall == WALL_START + r.timestamp - START for r in canned.records)
+    assert dumps(canned.records[0]).endswith('"t":100.125,"wall":"2026-01-15T09:30:00.125000Z"}')
+
+
+def test_rpc_ends_carry_duration_and_bytes_each_way(canned: Canned) -> None:
+    starts = {
+        r.stream_id: r for r in canned.records if isinstance(r, RpcRecord) and r.event == "start"
+    }
+    for end in (r for r in canned.records if isinstance(r, RpcRecord) and r.event == "end"):
+        assert end.duration == end.timestamp - starts[end.stream_id].timestamp
+        messages = [
+            m
+            for m in canned.records
+            if isinstance(m, MessageRecord) and m.stream_id == end.stream_id
+        ]
+        sizes = {d: sum(5 + m.length for m in messages if m.direction == d) for d in ("in", "out")}
+        assert (end.request_bytes, end.response_bytes) == (sizes["in"], sizes["out"])
+        assert all(m.size == len(m.data) for m in messages)
+    unary = next(r for r in canned.records if isinstance(r, RpcRecord) and r.event == "end")
+    # "world" is 7 bytes of protobuf, "Hello world" 13: each plus the 5-byte prefix.
+    assert (unary.duration, unary.request_bytes, unary.response_bytes) == (0.375, 12, 18)

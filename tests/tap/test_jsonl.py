@@ -84,18 +84,20 @@ GOLDEN_JSON: list[tuple[Record, str]] = [
         RPC_START,
         '{"v":1,"layer":"rpc","event":"start","direction":"in","conn":1,"stream":1,"t":10.0,'
         '"method":"/greet.Greeter/SayHello","peer":"127.0.0.1:5555","timeout":1.0,'
-        '"metadata":[["x-user","bob"]],"requests":0,"responses":0,"timings":{}}',
+        '"metadata":[["x-user","bob"]],"requests":0,"responses":0,"timings":{},'
+        '"request_bytes":0,"response_bytes":0}',
     ),
     (
         RPC_END,
         '{"v":1,"layer":"rpc","event":"end","direction":"out","conn":1,"stream":1,"t":10.0005,'
-        '"method":"/greet.Greeter/SayHello","metadata":[],"status":5,"status_name":"NOT_FOUND",'
+        '"wall":"2026-01-15T09:30:00.500000Z","method":"/greet.Greeter/SayHello","metadata":[],"status":5,"status_name":"NOT_FOUND",'
         '"status_message":"nope","status_details":['
         '{"type_url":"type.googleapis.com/greet.HelloReply","decoded":{"message":"why"},'
         '"message_type":"greet.HelloReply"},'
         '{"type_url":"type.googleapis.com/x.Unknown","fields":[{"field":1,"wire":0,"value":3}]}],'
         '"requests":1,"responses":0,'
-        '"timings":{"response_headers":0.0002,"first_request":0.0003,"trailers":0.0005}}',
+        '"timings":{"response_headers":0.0002,"first_request":0.0003,"trailers":0.0005},'
+        '"duration":0.0005,"request_bytes":12,"response_bytes":0}',
     ),
     (
         ConnectionRecord(1, None, 10.1, 0, "window", connection_in=100, connection_out=0),

@@ -70,6 +70,7 @@ class Tapped:
             peer="127.0.0.1:5000" if peers else None,
             types=TYPES,
             clock=self.clock,
+            wall_clock=self.clock,
             **(tap_options or {}),
         )
         self.client_tap = Tap(
@@ -79,6 +80,7 @@ class Tapped:
             peer="127.0.0.1:50051" if peers else None,
             types=TYPES,
             clock=self.clock,
+            wall_clock=self.clock,
         )
         self.pair = Pair(connect=False, **pair_kwargs)
         # Swapped before a single byte moved: the new core sends the server preface.

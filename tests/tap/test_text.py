@@ -30,7 +30,7 @@ def test_colour_marks_direction_layer_and_errors() -> None:
     ok_end = RpcRecord(1, "out", 10.0, 1, "end", PATH, status=0, status_name="OK")
     assert formatter.format(ok_end) == (
         "+0.000000 c1 s1 \x1b[34m->\x1b[0m \x1b[33mrpc  \x1b[0m end /greet.Greeter/SayHello OK "
-        "requests=0 responses=0"
+        "requests=0 (0 bytes) responses=0 (0 bytes)"
     )
 
 

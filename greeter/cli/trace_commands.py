@@ -1,0 +1,43 @@
+"""`greeter trace summary|html TRACE.jsonl`: what a recorded JSON Lines trace holds.
+
+Only wiring: argparse in, greeter.tools.selection (which RPCs), greeter.tools.summary (the
+table) and greeter.tools.timeline (the HTML page) do the work. An unreadable or malformed trace
+ends the command with one line naming the file (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from greeter.cli.trace_options import add_file_arguments, file_selection
+from greeter.tap.jsonl import read_jsonl
+from greeter.tools.summary import summarize
+
+
+def add_trace_parser(commands: Any) -> None:
+    trace = commands.add_parser(
+        "trace",
+        help="summarize a JSON Lines trace, or draw it as an HTML timeline",
+        description="Reads a trace written with --trace-file (JSON Lines).",
+    )
+    actions = trace.add_subparsers(dest="trace_command", required=True)
+    summary = actions.add_parser(
+        "summary",
+        help="per method and status: count, durations, messages and bytes, resets, stalls",
+    )
+    summary.add_argument("file", type=Path, metavar="TRACE.jsonl")
+    add_file_arguments(summary)
+
+
+async def trace(args: argparse.Namespace) -> int:
+    """Run the ``greeter trace`` subcommand; 0 on success."""
+    try:
+        objects = file_selection(args).apply(read_jsonl(args.file))
+        print(summarize(objects).text())
+    except (KeyError, TypeError) as exc:  # a JSON object without the keys of a trace record
+        raise ValueError(f"{args.file}: not a greeter trace: {exc!r} missing or wrong") from None
+    except ValueError as exc:
+        raise ValueError(f"{args.file}: {exc}") from None
+    return 0
