@@ -43,6 +43,7 @@ from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
+    WORKER_COUNT,
     WorkerLink,
     loop_factory,
     loop_name,
@@ -55,7 +56,7 @@ from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
-from greeter.wire.ranges import Range
+from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, Range
 
 log = logging.getLogger("greeter")
 
@@ -63,11 +64,6 @@ DEFAULT_HOST = "127.0.0.1"
 INTEROP_PORT = 10000
 """interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
-
-
-LISTEN_PORT = Range(0, 65_535, integer=True)
-"""A port to listen on: 0 picks a free one."""
-PEER_PORT = Range(1, 65_535, integer=True)
 
 
 def _address(target: str, allowed: Range) -> tuple[str, int]:
@@ -114,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=checked(WORKER_COUNT),
         default=1,
         metavar="N",
         help="serve from N processes sharing the port with SO_REUSEPORT (default 1; TCP only, "
@@ -173,7 +169,7 @@ def _add_hello_parser(commands: Any) -> None:
         metavar="HOST:PORT|unix:PATH",
     )
     add_tls_arguments(hello)
-    hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    hello.add_argument("--timeout", type=checked(SECONDS), default=10.0, metavar="SECONDS")
     add_trace_arguments(hello, switch=True, to="stderr (stdout keeps the reply)")
 
 
@@ -208,7 +204,9 @@ def _add_replay_parser(commands: Any) -> None:
     replay.add_argument(
         "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
     )
-    replay.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per RPC")
+    replay.add_argument(
+        "--timeout", type=checked(SECONDS), default=10.0, metavar="SECONDS", help="per RPC"
+    )
 
 
 async def _serve_until_signalled(
@@ -245,8 +243,6 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error("serve: --tls-cert and --tls-key go together")
         if args.tls_client_ca is not None and args.tls_cert is None:
             parser.error("serve: --tls-client-ca needs --tls-cert and --tls-key")
-        if args.workers < 1:
-            parser.error("serve: --workers needs N >= 1")
         if args.workers > 1 and args.uds is not None:
             parser.error("serve: --workers needs TCP: processes cannot share a --uds socket path")
         if args.workers > 1 and tracing_requested(args):

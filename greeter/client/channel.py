@@ -35,6 +35,7 @@ from greeter.client.retry import RetryThrottle
 from greeter.client.targets import Address, Target, parse_target, resolve
 from greeter.client.transport import ClientTransport, Keepalive
 from greeter.tap.attach import ObserverFactory
+from greeter.wire.ranges import CALL_TIMEOUT, check_value
 
 if TYPE_CHECKING:
     # See greeter.client.call: for type checkers this is the grpclib Channel the stubs annotate.
@@ -105,6 +106,7 @@ class Channel(StubChannel):
         metadata: MetadataLike | None = None,
     ) -> ClientCall[SendT, RecvT]:
         """A call of method `name` ("/package.Service/Method"), to use as ``async with``."""
+        check_value("timeout", timeout, CALL_TIMEOUT)
         if self.propagate:
             deadline = inherited_deadline(timeout, deadline)
         elif timeout is not None:
@@ -144,6 +146,7 @@ class Channel(StubChannel):
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect now (calls connect lazily anyway); GRPCError(UNAVAILABLE) on failure."""
+        check_value("timeout", timeout, CALL_TIMEOUT)
         deadline = Deadline.from_timeout(timeout) if timeout is not None else None
         await self.pick(wait_for_ready=timeout is not None, deadline=deadline)
 
@@ -173,6 +176,10 @@ class Channel(StubChannel):
             try:
                 await self._connect(deadline)
             except (OSError, ConnectionError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError) and _expired(deadline):
+                    # The call's deadline ran out, not the connection's time: the call fails as
+                    # gRPC's do (DEADLINE_EXCEEDED) and the attempt goes on without a backoff.
+                    raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
                 self._failed(exc)
                 if not wait_for_ready:
                     raise GRPCError(Status.UNAVAILABLE, self._last_error) from None
@@ -296,3 +303,7 @@ class Channel(StubChannel):
             await asyncio.wait_for(self._slot_freed.wait(), timeout)
         except TimeoutError:
             raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+
+def _expired(deadline: Deadline | None) -> bool:
+    return deadline is not None and deadline.time_remaining() <= 0

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from greeter.wire.ranges import Range, check_value
+
 log = logging.getLogger("greeter")
 
 LOOP_CHOICES = ("auto", "uvloop", "asyncio")
@@ -44,6 +46,9 @@ START_TIMEOUT = 60.0
 STOP_MARGIN = 5.0
 """Seconds past the grace period a worker gets to exit after SIGTERM before it is killed."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_COUNT = Range(1, 256, integer=True)
+"""--workers: a process per core is the point; the cap turns a typo (--workers 99999, which
+would start that many interpreters) into a usage error."""
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -317,4 +322,5 @@ class Supervisor:
 
 def run_workers(argv: Sequence[str], *, count: int, host: str, port: int, grace: float) -> int:
     """Serve with `count` worker processes, each `python -m greeter ARGV --port ...`."""
+    check_value("workers", count, WORKER_COUNT)
     return Supervisor(argv, count=count, host=host, port=port, grace=grace).run()
