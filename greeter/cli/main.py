@@ -27,6 +27,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from greeter.cli.call import add_call_parser, call
 from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
 from greeter.cli.gen import add_gen_parser, gen
+from greeter.cli.held_signals import HeldSignals
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, checked, server_config
 from greeter.cli.metrics import (
@@ -375,10 +376,21 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+SERVING_COMMANDS = frozenset({"serve", "interop-server", "proxy"})
+"""Commands that serve until a signal: a stop signal held during the start-up stops them
+gracefully once they run; the others get it as if it had just arrived."""
+
+
+def run(argv: Sequence[str] | None = None, held: HeldSignals | None = None) -> int:
+    """Parse `argv` and run its command; `held`: the stop signals held since the start."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
+    if held is not None and args.command not in SERVING_COMMANDS:
+        try:
+            held.release()
+        except KeyboardInterrupt:  # Ctrl-C during the start-up, delivered now
+            return 128 + signal.SIGINT
     serving = args.command == "serve"
     worker_fd = args.worker_fd if serving else None
     logging.basicConfig(
