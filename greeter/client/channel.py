@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import ssl as ssl_module
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -247,7 +248,10 @@ class Channel(StubChannel):
             self._transports[address] = transport
             return transport
         except OSError as exc:
-            raise ConnectionError(f"cannot connect to {address}: {exc}") from None
+            # asyncio says "[Errno 111] Connect call failed ('127.0.0.1', 1)": the errno's own
+            # words ("Connection refused") say more, and the address is named already.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectionError(f"cannot connect to {address}: {why}") from None
         finally:
             self._connecting.pop(address, None)
 
