@@ -1,4 +1,5 @@
-"""Fixtures shared by suites in several folders: greeter's CLI server, one for the session.
+"""Fixtures shared by suites in several folders: greeter's CLI server, one for the session, and
+a port that refuses connections.
 
 `greeter_process` runs `python -m greeter serve --port 0` (the real command line) for every test
 that only needs Greeter and Health served (grpcio and grpc-js clients in tests/server/interop,
@@ -8,6 +9,7 @@ on SIGTERM and must never have logged a traceback.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +25,16 @@ def greeter_process() -> Iterator[ServerProcess]:
     output = process.lines()
     assert process.proc.returncode == 0, "\n".join(output)
     assert not [line for line in output if "Traceback" in line], "\n".join(output)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where connecting is refused: bound by this test and never listening, for
+    the whole test, so nothing else can take it (a port closed before use could be reused by any
+    process by the time the test connects)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture

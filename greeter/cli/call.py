@@ -40,6 +40,7 @@ from greeter.cli.json_messages import (
     to_json,
     to_message,
 )
+from greeter.cli.limits import checked
 from greeter.cli.tracing import add_trace_arguments, open_trace
 from greeter.client.call import ClientCall
 from greeter.client.channel import Channel
@@ -50,6 +51,7 @@ from greeter.wire.metadata import (
     is_reserved_header,
     validate_metadata_key,
 )
+from greeter.wire.ranges import SECONDS
 
 log = logging.getLogger("greeter")
 
@@ -92,7 +94,10 @@ def add_call_parser(commands: Any) -> None:
         "takes its value in base64",
     )
     call.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="deadline of the call (default none)"
+        "--timeout",
+        type=checked(SECONDS),
+        metavar="SECONDS",
+        help="deadline of the call (default none)",
     )
     call.add_argument("--authority", help="the :authority (and TLS server name) to use")
     call.add_argument(

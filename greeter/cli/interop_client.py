@@ -47,6 +47,7 @@ from typing import Any, TypeVar, cast
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
+from greeter.cli.limits import checked
 from greeter.client import Channel, ClientCall, call_options, capture_calls
 from greeter.server.tls import client_context
 from greeter.services.interop import (
@@ -66,6 +67,7 @@ from greeter.services.interop import (
     TestServiceStub,
     UnimplementedServiceStub,
 )
+from greeter.wire.ranges import PEER_PORT
 
 log = logging.getLogger("greeter.interop")
 
@@ -600,12 +602,6 @@ def parse_test_ca(text: str) -> bool:
     return False
 
 
-def parse_port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return int(text)
-
-
 def add_interop_client_parser(commands: Any) -> None:
     """The `interop-client` subcommand, with gRPC's interop client flag names."""
     client = commands.add_parser(
@@ -620,7 +616,7 @@ def add_interop_client_parser(commands: Any) -> None:
     )
     client.add_argument(
         "--server_port",
-        type=parse_port,
+        type=checked(PEER_PORT),
         default=DEFAULT_PORT,
         metavar="PORT",
         help=f"default {DEFAULT_PORT}",

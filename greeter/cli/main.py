@@ -27,6 +27,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from greeter.cli.call import add_call_parser, call
 from greeter.cli.client_options import DEFAULT_PORT, add_tls_arguments, client_target, tls_context
 from greeter.cli.gen import add_gen_parser, gen
+from greeter.cli.held_signals import HeldSignals
 from greeter.cli.interop_client import add_interop_client_parser, interop_client
 from greeter.cli.limits import add_limit_arguments, checked, server_config
 from greeter.cli.metrics import (
@@ -45,6 +46,7 @@ from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
+    WORKER_COUNT,
     WorkerLink,
     loop_factory,
     loop_name,
@@ -57,7 +59,7 @@ from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
-from greeter.wire.ranges import Range
+from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, Range
 
 log = logging.getLogger("greeter")
 
@@ -65,11 +67,6 @@ DEFAULT_HOST = "127.0.0.1"
 INTEROP_PORT = 10000
 """interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
-
-
-LISTEN_PORT = Range(0, 65_535, integer=True)
-"""A port to listen on: 0 picks a free one."""
-PEER_PORT = Range(1, 65_535, integer=True)
 
 
 def _address(target: str, allowed: Range) -> tuple[str, int]:
@@ -116,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=checked(WORKER_COUNT),
         default=1,
         metavar="N",
         help="serve from N processes sharing the port with SO_REUSEPORT (default 1; TCP only, "
@@ -176,7 +173,7 @@ def _add_hello_parser(commands: Any) -> None:
         metavar="HOST:PORT|unix:PATH",
     )
     add_tls_arguments(hello)
-    hello.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    hello.add_argument("--timeout", type=checked(SECONDS), default=10.0, metavar="SECONDS")
     add_trace_arguments(hello, switch=True, to="stderr (stdout keeps the reply)")
 
 
@@ -211,7 +208,9 @@ def _add_replay_parser(commands: Any) -> None:
     replay.add_argument(
         "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
     )
-    replay.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per RPC")
+    replay.add_argument(
+        "--timeout", type=checked(SECONDS), default=10.0, metavar="SECONDS", help="per RPC"
+    )
 
 
 async def _serve_until_signalled(
@@ -249,8 +248,6 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error("serve: --tls-cert and --tls-key go together")
         if args.tls_client_ca is not None and args.tls_cert is None:
             parser.error("serve: --tls-client-ca needs --tls-cert and --tls-key")
-        if args.workers < 1:
-            parser.error("serve: --workers needs N >= 1")
         if args.workers > 1 and args.uds is not None:
             parser.error("serve: --workers needs TCP: processes cannot share a --uds socket path")
         if args.workers > 1 and tracing_requested(args):
@@ -388,10 +385,21 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+SERVING_COMMANDS = frozenset({"serve", "interop-server", "proxy"})
+"""Commands that serve until a signal: a stop signal held during the start-up stops them
+gracefully once they run; the others get it as if it had just arrived."""
+
+
+def run(argv: Sequence[str] | None = None, held: HeldSignals | None = None) -> int:
+    """Parse `argv` and run its command; `held`: the stop signals held since the start."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
+    if held is not None and args.command not in SERVING_COMMANDS:
+        try:
+            held.release()
+        except KeyboardInterrupt:  # Ctrl-C during the start-up, delivered now
+            return 128 + signal.SIGINT
     serving = args.command == "serve"
     worker_fd = args.worker_fd if serving else None
     logging.basicConfig(

@@ -14,6 +14,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from greeter.cli.limits import checked
+from greeter.wire.ranges import LISTEN_PORT
+
 if TYPE_CHECKING:
     from greeter.server.prometheus import PrometheusMetrics
 
@@ -25,7 +28,7 @@ log = logging.getLogger("greeter")
 def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=checked(LISTEN_PORT),
         default=None,
         metavar="PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (on --host; all workers; "
@@ -34,12 +37,9 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_metrics_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors (exit 2): a port out of range, or the extra not installed."""
-    port = args.metrics_port
-    if port is None:
+    """A usage error (exit 2) when the extra is not installed."""
+    if args.metrics_port is None:
         return
-    if not 0 <= port <= 65_535:
-        parser.error(f"argument --metrics-port: {port} is out of range: allowed is 0 to 65535")
     if importlib.util.find_spec("prometheus_client") is None:
         parser.error(NEEDS)
 

@@ -23,12 +23,13 @@ Pure: no asyncio and no clock; the caller measures time and the randomness is in
 
 from __future__ import annotations
 
-import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Backoff", "BackoffPolicy"]
+from greeter.wire.ranges import SECONDS, Range, check_fields
+
+__all__ = ["BACKOFF_RANGES", "Backoff", "BackoffPolicy"]
 
 
 @dataclass(frozen=True)
@@ -47,19 +48,16 @@ class BackoffPolicy:
     """MIN_CONNECT_TIMEOUT: the least time a connection attempt is given."""
 
     def __post_init__(self) -> None:
-        for name in ("initial", "max_backoff", "min_connect_timeout"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < math.inf:
-                raise ValueError(
-                    f"BackoffPolicy.{name} must be a positive finite number of seconds, "
-                    f"got {value!r}"
-                )
-        if not _is_number(self.multiplier) or not 1 <= self.multiplier < math.inf:
-            raise ValueError(
-                f"BackoffPolicy.multiplier must be a finite number >= 1, got {self.multiplier!r}"
-            )
-        if not _is_number(self.jitter) or not 0 <= self.jitter < 1:
-            raise ValueError(f"BackoffPolicy.jitter must be in [0, 1), got {self.jitter!r}")
+        check_fields(self, BACKOFF_RANGES)
+
+
+BACKOFF_RANGES = {
+    "initial": SECONDS,
+    "multiplier": Range(1),
+    "jitter": Range(0, 1, below=True),
+    "max_backoff": SECONDS,
+    "min_connect_timeout": SECONDS,
+}
 
 
 class Backoff:
@@ -107,7 +105,3 @@ class Backoff:
         `next_delay()` just taken for this attempt (less any time already spent).
         """
         return max(now_delay, self.policy.min_connect_timeout)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import ssl as ssl_module
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +36,7 @@ from greeter.client.retry import RetryThrottle
 from greeter.client.targets import Address, Target, parse_target, resolve
 from greeter.client.transport import ClientTransport, Keepalive
 from greeter.tap.attach import ObserverFactory
+from greeter.wire.ranges import CALL_TIMEOUT, check_value
 
 if TYPE_CHECKING:
     # See greeter.client.call: for type checkers this is the grpclib Channel the stubs annotate.
@@ -105,6 +107,7 @@ class Channel(StubChannel):
         metadata: MetadataLike | None = None,
     ) -> ClientCall[SendT, RecvT]:
         """A call of method `name` ("/package.Service/Method"), to use as ``async with``."""
+        check_value("timeout", timeout, CALL_TIMEOUT)
         if self.propagate:
             deadline = inherited_deadline(timeout, deadline)
         elif timeout is not None:
@@ -144,6 +147,7 @@ class Channel(StubChannel):
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect now (calls connect lazily anyway); GRPCError(UNAVAILABLE) on failure."""
+        check_value("timeout", timeout, CALL_TIMEOUT)
         deadline = Deadline.from_timeout(timeout) if timeout is not None else None
         await self.pick(wait_for_ready=timeout is not None, deadline=deadline)
 
@@ -173,6 +177,10 @@ class Channel(StubChannel):
             try:
                 await self._connect(deadline)
             except (OSError, ConnectionError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError) and _expired(deadline):
+                    # The call's deadline ran out, not the connection's time: the call fails as
+                    # gRPC's do (DEADLINE_EXCEEDED) and the attempt goes on without a backoff.
+                    raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
                 self._failed(exc)
                 if not wait_for_ready:
                     raise GRPCError(Status.UNAVAILABLE, self._last_error) from None
@@ -240,7 +248,10 @@ class Channel(StubChannel):
             self._transports[address] = transport
             return transport
         except OSError as exc:
-            raise ConnectionError(f"cannot connect to {address}: {exc}") from None
+            # asyncio says "[Errno 111] Connect call failed ('127.0.0.1', 1)": the errno's own
+            # words ("Connection refused") say more, and the address is named already.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectionError(f"cannot connect to {address}: {why}") from None
         finally:
             self._connecting.pop(address, None)
 
@@ -296,3 +307,7 @@ class Channel(StubChannel):
             await asyncio.wait_for(self._slot_freed.wait(), timeout)
         except TimeoutError:
             raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+
+def _expired(deadline: Deadline | None) -> bool:
+    return deadline is not None and deadline.time_remaining() <= 0

@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 
 from grpclib.const import Status
 
-__all__ = ["RetryPolicy", "RetryThrottle", "RetryThrottling"]
+from greeter.wire.errors import SettingError
+from greeter.wire.ranges import INT32_MAX, SECONDS, Range, check_fields
+
+__all__ = [
+    "RETRY_POLICY_RANGES",
+    "RETRY_THROTTLING_RANGES",
+    "RetryPolicy",
+    "RetryThrottle",
+    "RetryThrottling",
+]
 
 MAX_ATTEMPTS = 5
 """gRFC A6: larger max_attempts values are treated as 5."""
@@ -38,14 +47,14 @@ class RetryPolicy:
     )
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 2:
-            raise ValueError("RetryPolicy.max_attempts must be at least 2 (gRFC A6)")
-        if self.initial_backoff <= 0 or self.max_backoff <= 0 or self.backoff_multiplier <= 0:
-            raise ValueError(
-                "RetryPolicy.initial_backoff, max_backoff and backoff_multiplier must be > 0"
+        check_fields(self, RETRY_POLICY_RANGES)
+        codes = self.retryable_status_codes
+        if not codes or not all(isinstance(code, Status) for code in codes) or Status.OK in codes:
+            raise SettingError(
+                "RetryPolicy.retryable_status_codes",
+                codes,
+                "a non-empty set of grpclib Status failures (not OK)",
             )
-        if not self.retryable_status_codes or Status.OK in self.retryable_status_codes:
-            raise ValueError("RetryPolicy.retryable_status_codes must name failures, not OK")
 
     @property
     def attempts(self) -> int:
@@ -65,10 +74,21 @@ class RetryThrottling:
     token_ratio: float = 0.1
 
     def __post_init__(self) -> None:
-        if not 0 < self.max_tokens <= 1000 or self.token_ratio <= 0:
-            raise ValueError(
-                "RetryThrottling.max_tokens must be in (0, 1000], token_ratio > 0 (gRFC A6)"
-            )
+        check_fields(self, RETRY_THROTTLING_RANGES)
+
+
+# gRFC A6's validation of a service config: maxAttempts at least 2 (more than 5 is treated as
+# 5), backoffs and multiplier above 0, maxTokens in (0, 1000], tokenRatio above 0.
+RETRY_POLICY_RANGES = {
+    "max_attempts": Range(2, INT32_MAX, integer=True),
+    "initial_backoff": SECONDS,
+    "max_backoff": SECONDS,
+    "backoff_multiplier": SECONDS,
+}
+RETRY_THROTTLING_RANGES = {
+    "max_tokens": Range(0, 1000, above=True),
+    "token_ratio": Range(0, above=True),
+}
 
 
 class RetryThrottle:

@@ -25,13 +25,14 @@ from grpclib.const import Handler
 
 from greeter.core.config import CoreConfig
 from greeter.server.backlog import close_listener
-from greeter.server.config import ServerConfig, Timeouts
+from greeter.server.config import SERVER_RANGES, ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls import AlpnGate
 from greeter.tap.attach import ObserverFactory
 from greeter.wire.errors import SetupFileError
+from greeter.wire.ranges import LISTEN_PORT, check_value
 
 __all__ = ["CoreConfig", "Server", "ServerConfig", "Service", "Timeouts"]
 
@@ -80,6 +81,7 @@ class Server:
             self.mapping.update(service.__mapping__())
             if isinstance(service, DrainAware):
                 self._drain_aware.append(service)
+        check_value("Server.port", port, LISTEN_PORT)
         self.host = host
         self.requested_port = port
         self.ssl = ssl
@@ -192,6 +194,7 @@ class Server:
         serving for `config.drain_delay` s; then it stops accepting (connections already queued
         are served, greeter.server.backlog), sends GOAWAY on every connection, lets RPCs finish
         for `grace` s and cancels the rest."""
+        _check_grace(grace)
         server = self._server
         if server is None or self._stopping:
             return
@@ -247,6 +250,7 @@ class Server:
         The running loop's signal handlers, so the main thread only (as grpc.aio's
         `wait_for_termination` and grpclib's `graceful_exit`).
         """
+        _check_grace(grace)
         with SignalCatcher(signals) as caught:
             if self._server is None:
                 await self.start()
@@ -272,6 +276,12 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _check_grace(grace: float | None) -> None:
+    """A grace period given to stop: None (the config's) or seconds >= 0, as the config's."""
+    if grace is not None:
+        check_value("grace", grace, SERVER_RANGES["grace_period"])
 
 
 def _remove_stale_socket(path: str) -> None:

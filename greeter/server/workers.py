@@ -35,6 +35,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from greeter.server.signals import STOP_SIGNALS, take_held
+from greeter.wire.ranges import Range, check_value
+
 log = logging.getLogger("greeter")
 
 LOOP_CHOICES = ("auto", "uvloop", "asyncio")
@@ -43,7 +46,9 @@ START_TIMEOUT = 60.0
 """Seconds every worker gets to report ready (or failed) before the parent gives up."""
 STOP_MARGIN = 5.0
 """Seconds past the grace period a worker gets to exit after SIGTERM before it is killed."""
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_COUNT = Range(1, 256, integer=True)
+"""--workers: a process per core is the point; the cap turns a typo (--workers 99999, which
+would start that many interpreters) into a usage error."""
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -138,9 +143,12 @@ def _reserved_port(host: str) -> Iterator[socket.socket]:
 
 @contextlib.contextmanager
 def _signals_to(wake: socket.socket) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM write to `wake` (and do nothing else)."""
+    """While inside, SIGINT and SIGTERM write to `wake` (and do nothing else); one held before
+    (greeter.server.signals.HeldSignals) writes to it at once."""
     previous_fd = signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
     previous = {signum: signal.signal(signum, lambda *_: None) for signum in STOP_SIGNALS}
+    if [signum for handler in previous.values() for signum in take_held(handler)]:
+        wake.send(b"\0")
     try:
         yield
     finally:
@@ -317,4 +325,5 @@ class Supervisor:
 
 def run_workers(argv: Sequence[str], *, count: int, host: str, port: int, grace: float) -> int:
     """Serve with `count` worker processes, each `python -m greeter ARGV --port ...`."""
+    check_value("workers", count, WORKER_COUNT)
     return Supervisor(argv, count=count, host=host, port=port, grace=grace).run()

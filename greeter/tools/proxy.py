@@ -24,6 +24,7 @@ import logging
 from typing import Literal
 
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
+from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, check_value
 
 log = logging.getLogger("greeter.proxy")
 
@@ -46,6 +47,9 @@ class Proxy:
         tap: ObserverFactory | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
+        check_value("Proxy.listen_port", listen_port, LISTEN_PORT)
+        check_value("Proxy.target_port", target_port, PEER_PORT)
+        check_value("Proxy.connect_timeout", connect_timeout, SECONDS)
         self.listen_host = listen_host
         self.requested_port = listen_port
         self.target_host = target_host

@@ -15,7 +15,6 @@ time, and each test checks its own result.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -434,11 +433,8 @@ def test_what_cannot_be_called_fails_in_one_line(results: Results, case: str) ->
     assert assert_one_line_failure(done) == ONE_LINE_FAILURES[case]
 
 
-def test_an_unreachable_server_fails_in_one_line() -> None:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    done = run_greeter("call", f"127.0.0.1:{port}", "list")
+def test_an_unreachable_server_fails_in_one_line(refused_port: int) -> None:
+    done = run_greeter("call", f"127.0.0.1:{refused_port}", "list")
     assert done.returncode == 1
     assert assert_one_line_failure(done).startswith("greeter: UNAVAILABLE: cannot connect to ")
 

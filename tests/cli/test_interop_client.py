@@ -14,7 +14,6 @@ tests/support/aio_testservice.py); the description makes that probe a failure of
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -149,14 +148,11 @@ def test_a_failing_case_exits_1_with_one_fail_line(greeter_target: str) -> None:
     assert line.startswith("FAIL empty_unary: EmptyCall failed: UNIMPLEMENTED"), line
 
 
-def test_an_unreachable_server_fails_one_line() -> None:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_an_unreachable_server_fails_one_line(refused_port: int) -> None:
     done = run_greeter(
         "interop-client",
         "--server_host=127.0.0.1",
-        f"--server_port={port}",
+        f"--server_port={refused_port}",
         "--test_case=large_unary",
     )
     assert done.returncode == 1

@@ -28,22 +28,45 @@ BAD = [
     ("--keepalive-timeout", "0", "allowed is a finite number > 0"),
     ("--write-stall-timeout", "x", "'x' is not a finite number"),
     ("--grace", "-1", "allowed is a finite number >= 0"),
+    ("--workers", "0", "allowed is an integer >= 1 and <= 256"),
+    ("--workers", "99999", "allowed is an integer >= 1 and <= 256"),
+    ("--metrics-port", "70000", "allowed is an integer >= 0 and <= 65535"),
+]
+OTHER_COMMANDS = {
+    "hello": ("hello", "x"),
+    "call": ("call", "127.0.0.1:1", "greet.Greeter/SayHello"),
+    "replay": ("replay", "t.jsonl", "--target", "127.0.0.1:1"),
+    "interop-client": ("interop-client",),
+}
+BAD_ELSEWHERE = [
+    ("hello", "--timeout", "-1", "allowed is a finite number > 0"),
+    ("hello", "--timeout", "nan", "allowed is a finite number > 0"),
+    ("call", "--timeout", "0", "allowed is a finite number > 0"),
+    ("replay", "--timeout", "inf", "allowed is a finite number > 0"),
+    ("interop-client", "--server_port", "0", "allowed is an integer >= 1 and <= 65535"),
 ]
 
 
-def test_every_bad_limit_is_refused_with_one_line_naming_it() -> None:
+def test_every_bad_option_value_is_refused_with_one_line_naming_it() -> None:
+    cases = [("serve", flag, value, allowed) for flag, value, allowed in BAD]
+    cases += BAD_ELSEWHERE
     with ThreadPoolExecutor(4) as pool:
-        done = list(pool.map(lambda bad: run_greeter("serve", "--port", "0", *bad[:2]), BAD))
-    for (flag, value, allowed), result in zip(BAD, done, strict=True):
+        done = list(pool.map(lambda case: run_greeter(*command_line(*case[:3])), cases))
+    for (command, flag, value, allowed), result in zip(cases, done, strict=True):
         assert result.returncode == 2, result
         assert "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
         # argparse names an option with aliases by all its spellings (--a/--b).
-        pattern = rf"^greeter serve: error: argument (\S+/)?{re.escape(flag)}(/\S+)?: "
+        pattern = rf"^greeter {command}: error: argument (\S+/)?{re.escape(flag)}(/\S+)?: "
         assert re.match(pattern, last), last
         assert allowed in last, last
         assert value in last, last
         assert "serving" not in result.stderr
+
+
+def command_line(command: str, flag: str, value: str) -> tuple[str, ...]:
+    before = ("serve", "--port", "0") if command == "serve" else OTHER_COMMANDS[command]
+    return (*before, flag, value)
 
 
 PORTS = [

@@ -115,30 +115,6 @@ def test_connect_with_backoff_schedule() -> None:
     assert timeouts == [20.0] * 5
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "allowed"),
-    [
-        ("initial", 0.0, "positive finite number"),
-        ("initial", -1.0, "positive finite number"),
-        ("initial", math.inf, "positive finite number"),
-        ("initial", math.nan, "positive finite number"),
-        ("max_backoff", 0.0, "positive finite number"),
-        ("min_connect_timeout", -20.0, "positive finite number"),
-        ("min_connect_timeout", "20", "positive finite number"),
-        ("multiplier", 0.9, ">= 1"),
-        ("multiplier", 0.0, ">= 1"),
-        ("multiplier", math.inf, ">= 1"),
-        ("jitter", -0.1, r"\[0, 1\)"),
-        ("jitter", 1.0, r"\[0, 1\)"),
-        ("jitter", math.nan, r"\[0, 1\)"),
-        ("jitter", True, r"\[0, 1\)"),
-    ],
-)
-def test_invalid_policies_are_rejected(field: str, value: object, allowed: str) -> None:
-    with pytest.raises(ValueError, match=rf"BackoffPolicy\.{field} must be .*{allowed}"):
-        BackoffPolicy(**{field: value})  # type: ignore[arg-type]
-
-
 def test_valid_edge_policies() -> None:
     BackoffPolicy(jitter=0.0, multiplier=1.0, initial=1, max_backoff=1, min_connect_timeout=1)
     BackoffPolicy(jitter=0.999)

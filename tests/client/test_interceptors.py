@@ -52,7 +52,7 @@ class Recorder(ClientInterceptor):
 
     def end(self, call: ClientCall[Any, Any]) -> None:
         self.trail.append(f"{self.name}.end")
-        assert call.duration is not None and call.duration >= 0
+        assert call.duration is not None and call.duration > 0
         self.ended.append((call.path, call.status, call.messages_sent, call.messages_received))
 
 

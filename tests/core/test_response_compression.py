@@ -153,7 +153,3 @@ def test_message_received_reports_the_compressed_flag() -> None:
     pair.send_message(sid, b"plain", end=True)
     events = [e for e in pair.take() if isinstance(e, MessageReceived)]
     assert [(e.payload, e.compressed) for e in events] == [(PAYLOAD, True), (b"plain", False)]
-
-
-def test_message_received_defaults_to_uncompressed() -> None:
-    assert MessageReceived(1, b"x", 6) == MessageReceived(1, b"x", 6, False)

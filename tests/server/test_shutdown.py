@@ -16,7 +16,9 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import StreamTerminatedError
 
 from gen.greet import HelloReply, HelloRequest
+from greeter.cli.held_signals import HeldSignals
 from greeter.server import Server
+from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.services.greeter import Greeter
 from tests.support.h2peer import NO_ERROR, REFUSED_STREAM
 from tests.support.probe import Probe, path
@@ -191,4 +193,23 @@ async def test_a_second_signal_cancels_the_rpcs_still_running() -> None:
         assert await asyncio.wait_for(run.serving, STEP) is signal.SIGINT
         await asyncio.wait_for(run.probe.cancelled.wait(), STEP)
     # Back to the default actions once the method returned.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+async def test_a_signal_held_before_the_catcher_is_a_stop_and_the_old_handlers_come_back() -> None:
+    """The `greeter` command holds the stop signals while it imports (HeldSignals): a SIGTERM
+    held then is handed over, so the catcher stops at once; on exit each signal has the handler
+    it had before, not the default action."""
+    held = HeldSignals.install()
+    try:
+        signal.raise_signal(signal.SIGTERM)  # arrives while held: recorded, nothing else
+        before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        assert before == dict.fromkeys(STOP_SIGNALS, held)
+        with SignalCatcher() as caught:
+            assert await asyncio.wait_for(caught.first(), STEP) is signal.SIGTERM
+            assert signal.getsignal(signal.SIGTERM) is not held
+        assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before
+        assert held.take() == []  # handed over once
+    finally:
+        held.uninstall()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

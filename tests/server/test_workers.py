@@ -183,7 +183,7 @@ def test_a_taken_port_fails_with_one_line() -> None:
     [
         (("--uds", "greeter.sock"), "serve: --workers needs TCP"),
         (("--trace",), "serve: --trace needs --workers 1"),
-        (("--port", "0", "--workers", "0"), "serve: --workers needs N >= 1"),
+        (("--port", "0", "--workers", "0"), "argument --workers: 0 is out of range"),
     ],
 )
 def test_workers_rejects_what_processes_cannot_share(extra: tuple[str, ...], message: str) -> None:

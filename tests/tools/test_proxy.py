@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -186,18 +185,11 @@ async def test_grpc_js_client_to_our_server_through_the_proxy() -> None:
 # ------------------------------------------------------------------------------ proxy itself
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_unreachable_target_closes_the_client_connection(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     caplog.set_level(logging.WARNING, logger="greeter.proxy")
-    async with Proxy("127.0.0.1", 0, "127.0.0.1", _closed_port()) as proxy:
+    async with Proxy("127.0.0.1", 0, "127.0.0.1", refused_port) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         async with asyncio.timeout(5):
             assert await reader.read() == b""

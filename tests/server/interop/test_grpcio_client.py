@@ -251,9 +251,7 @@ def test_sigterm_lets_an_in_flight_rpc_finish() -> None:
             outbox.put(None)
         assert list(call) == []
         assert call.code() == grpc.StatusCode.OK
-        started = time.monotonic()
         assert process.proc.wait(timeout=CALL_TIMEOUT) == 0
-        assert time.monotonic() - started < CALL_TIMEOUT
     assert not [line for line in process.lines() if "Traceback" in line], process.lines()
 
 
@@ -332,7 +330,9 @@ async def test_deadline_exceeded_and_handler_cancelled(inproc: InProcess) -> Non
         error = await expect_error(hang, HelloRequest(name="slow"), timeout=0.5)
         elapsed = time.monotonic() - started
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
-        assert elapsed < 0.5 + PROMPTLY
+        # Not sooner than the deadline (a grpc-timeout misread, e.g. 500m as microseconds, would
+        # end it at once); no upper bound here: grpcio ends the call at its deadline by itself.
+        assert elapsed >= 0.45
         assert signals.started.is_set()
         await asyncio.wait_for(signals.cancelled.wait(), PROMPTLY)
         # The server is not stuck: the next call on the same connection is answered.
@@ -364,11 +364,10 @@ async def test_client_cancel_stops_endless_stream_promptly(inproc: InProcess) ->
         await asyncio.wait_for(signals.cancelled.wait(), PROMPTLY)
         sent_at_cancel = signals.sent
         assert call.code() == grpc.StatusCode.CANCELLED
-        # Other clients are answered at once, and the cancelled handler produces nothing more.
-        started = time.monotonic()
+        # Other clients are answered (within the call's PROMPTLY deadline), and the cancelled
+        # handler produces nothing more.
         reply = await call_in_thread(stub.say_hello, HelloRequest(name="next"), timeout=PROMPTLY)
         assert reply.message == "Hello next"
-        assert time.monotonic() - started < PROMPTLY
         assert signals.sent == sent_at_cancel
         assert signals.finished.is_set()
 
