@@ -752,6 +752,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds per figure (default 3; quick: 1)")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 3.5; quick: 0.5)")
     parser.add_argument("--servers", help="comma-separated subset, e.g. 'greeter,grpc.aio'")
+    parser.add_argument(
+        "--servers-only",
+        action="store_true",
+        help="a full run writes only the server table (not the client, tap-cost and profile ones)",
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (0.5 if args.quick else 3.5)
@@ -796,10 +801,32 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("# Benchmark results\n\n" + text)
         log(f"wrote {args.out}")
+    failed = any(c.errors for c in found)
     if page is not None:
         page.write_text(replace_section(page.read_text(), text))
         log(f"updated {page} between {BEGIN} and {END}")
-    return 1 if any(c.errors for c in found) else 0
+    if page == DOC and not args.servers_only:
+        failed |= not regenerate_the_other_sections(args.rounds)
+    return 1 if failed else 0
+
+
+COMPANIONS = ("clients.py", "tap_cost.py", "profile_server.py")
+"""The scripts that write docs/performance.md's other generated sections, run by a full run so
+that one command regenerates every figure of the page at one commit."""
+
+
+def regenerate_the_other_sections(rounds: int) -> bool:
+    """Run each companion script (it writes its own section); False if any failed."""
+    ok = True
+    for script in COMPANIONS:
+        command = [PYTHON, str(HERE / script)]
+        if script != "profile_server.py":
+            command += ["--rounds", str(rounds)]
+        log(f"--- {script}")
+        if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:
+            log(f"{script} FAILED: its section of {DOC.name} is unchanged")
+            ok = False
+    return ok
 
 
 if __name__ == "__main__":
