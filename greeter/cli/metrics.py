@@ -50,7 +50,10 @@ def _serve(host: str, port: int, registry: object) -> None:
     try:
         server, _ = start_http_server(port, addr=host, registry=registry)  # type: ignore[arg-type]
     except OSError as exc:
-        raise OSError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise OSError(
+            f"--metrics-port {port}: cannot serve metrics on {host}:{port}: {reason}"
+        ) from None
     log.info("Prometheus metrics at http://%s:%d/metrics", host, server.server_port)
 
 

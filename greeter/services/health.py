@@ -61,14 +61,14 @@ class ServingHealth(Health):
         return list(self._statuses)
 
     def set_serving(self, service: str, serving: bool) -> None:
-        """Report `service` SERVING or NOT_SERVING (Watch streams see it at once); KeyError for
-        a service this health does not know."""
+        """Report `service` SERVING or NOT_SERVING (Watch streams see it at once); ValueError
+        naming the known services for one this health does not know (a typo must not pass)."""
         try:
             status = self._statuses[service]
         except KeyError:
             known = ", ".join(self._statuses)
-            raise KeyError(
-                f"no service {service!r} in this health service (known: {known})"
+            raise ValueError(
+                f"set_serving: no service {service!r} in this health service (known: {known})"
             ) from None
         status.set(serving)
 

@@ -166,16 +166,35 @@ async def test_a_per_method_rate_limit() -> None:
         assert replies == ["Hello s #1"]  # another method: not limited
 
 
+class Broken(ServerInterceptor):
+    """Raises in one hook for the name "b" (a bug), and always in `end`."""
+
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+
+    def fail(self, hook: str, rpc: ServerStream[Any, Any]) -> None:
+        if hook == self.hook and rpc.metadata.get("x-name") == "b":
+            raise RuntimeError(f"interceptor bug in {hook}")
+
+    async def start(self, rpc: ServerStream[Any, Any]) -> None:
+        self.fail("start", rpc)
+
+    def receive(self, rpc: ServerStream[Any, Any], message: Any) -> Any:
+        self.fail("receive", rpc)
+        return message
+
+    def send(self, rpc: ServerStream[Any, Any], message: Any) -> Any:
+        self.fail("send", rpc)
+        return message
+
+    def end(self, rpc: ServerStream[Any, Any], outcome: RpcOutcome) -> None:
+        raise RuntimeError("end bug")
+
+
+@pytest.mark.parametrize("hook", ["start", "receive", "send"])
 async def test_an_interceptor_that_raises_is_unknown_and_logged(
-    caplog: pytest.LogCaptureFixture,
+    hook: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Broken(ServerInterceptor):
-        def receive(self, rpc: ServerStream[Any, Any], message: Any) -> Any:
-            raise RuntimeError("interceptor bug")
-
-        def end(self, rpc: ServerStream[Any, Any], outcome: RpcOutcome) -> None:
-            raise RuntimeError("end bug")
-
     seen: list[RpcOutcome] = []
 
     class Outer(ServerInterceptor):
@@ -184,16 +203,27 @@ async def test_an_interceptor_that_raises_is_unknown_and_logged(
 
     caplog.set_level(logging.ERROR, logger="greeter.server")
     async with (
-        Server([Greeter()], port=0, interceptors=[Outer(), Broken()]) as server,
+        Server([Greeter()], port=0, interceptors=[Outer(), Broken(hook)]) as server,
         Channel(f"127.0.0.1:{server.port}") as channel,
     ):
         stub = GreeterStub(channel)
         with pytest.raises(GRPCError) as caught:
-            await stub.say_hello(HelloRequest(name="b"))
+            await stub.say_hello(HelloRequest(name="b"), metadata={"x-name": "b"})
         assert caught.value.status is Status.UNKNOWN
-    assert "interceptor bug" in caplog.text
-    assert "end bug" in caplog.text
-    assert [o.status for o in seen][:1] == [Status.UNKNOWN]  # the outer one still ran
+        assert caught.value.message == "Unexpected error"  # no traceback on the wire
+        [connection] = server.connections
+        # The connection is kept: the next call on the channel is served over it.
+        reply = await stub.say_hello(HelloRequest(name="a"), metadata={"x-name": "a"})
+        assert reply.message == "Hello a"
+        assert server.connections == {connection}
+    failures = [r for r in caplog.records if r.exc_info is not None]
+    assert [str(r.exc_info[1]) for r in failures if r.exc_info] == [
+        f"interceptor bug in {hook}",
+        "end bug",
+        "end bug",
+    ], caplog.text
+    assert "Traceback" in caplog.text
+    assert [o.status for o in seen] == [Status.UNKNOWN, Status.OK]  # the outer one still ran
 
 
 async def test_the_outcome_of_an_rpc_that_ran_out_of_time() -> None:

@@ -170,4 +170,5 @@ def test_a_metrics_port_in_use_fails_the_start_in_one_line() -> None:
         port = taken.getsockname()[1]
         done = run_greeter("serve", "--port", "0", "--metrics-port", str(port))
     line = assert_one_line_failure(done)
-    assert line.startswith(f"greeter: cannot serve metrics on 127.0.0.1:{port}: "), line
+    expected = f"greeter: --metrics-port {port}: cannot serve metrics on 127.0.0.1:{port}: "
+    assert line.startswith(expected), line

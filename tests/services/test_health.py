@@ -1,10 +1,12 @@
 """greeter.services.health.ServingHealth: every served service answers Check and Watch, the
-application sets a service's status, and a graceful stop turns everything NOT_SERVING first,
-while the server still serves for the drain delay."""
+application sets a service's status, and a graceful stop (`stop()`, or SIGTERM to `greeter
+serve --drain-delay`) turns everything NOT_SERVING first, while the server still serves for the
+drain delay."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import pytest
 from grpclib.const import Status
@@ -17,6 +19,7 @@ from greeter.client import Channel
 from greeter.server import Server, ServerConfig
 from greeter.services.greeter import Greeter
 from greeter.services.health import ServingHealth, with_health
+from tests.support.peers import spawn_greeter_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
 
@@ -65,7 +68,7 @@ async def test_the_application_sets_a_service_s_status_and_watchers_see_it() -> 
 
 async def test_setting_an_unknown_service_is_an_error_at_the_call_site() -> None:
     health = ServingHealth([Greeter()])
-    with pytest.raises(KeyError, match=r"no service 'greet\.Greter'.*known: greet\.Greeter"):
+    with pytest.raises(ValueError, match=r"no service 'greet\.Greter'.*known: greet\.Greeter"):
         health.set_serving("greet.Greter", False)
 
 
@@ -89,3 +92,28 @@ async def test_a_graceful_stop_reports_not_serving_and_keeps_serving_for_the_dra
         assert not stopping.done()
         await asyncio.wait_for(stopping, STEP)
         assert loop.time() - began >= 1.0  # GOAWAY came only after the drain delay
+
+
+async def test_sigterm_to_serve_turns_health_and_serves_through_the_drain_delay() -> None:
+    delay = 2.0
+    with spawn_greeter_server("--drain-delay", str(delay), "--grace", "1") as server:
+        async with Channel(server.target) as ch:
+            health, greeter = HealthStub(ch), GreeterStub(ch)
+            async with health.Watch.open() as watch:
+                await watch.send_message(HealthCheckRequest(service=""), end=True)
+                first = await asyncio.wait_for(watch.recv_message(), STEP)
+                assert first is not None and first.status == SERVING
+                loop = asyncio.get_running_loop()
+                signalled = loop.time()
+                server.proc.send_signal(signal.SIGTERM)
+                changed = await asyncio.wait_for(watch.recv_message(), STEP)
+                assert changed is not None and changed.status == NOT_SERVING
+                await watch.cancel()
+            # Still serving through the delay, on this connection and on a new one.
+            assert (await greeter.say_hello(HelloRequest(name="d"))).message == "Hello d"
+            async with Channel(server.target) as late:
+                reply = await GreeterStub(late).say_hello(HelloRequest(name="n"))
+                assert reply.message == "Hello n"
+        code = await asyncio.to_thread(server.proc.wait, STEP + delay)
+        assert loop.time() - signalled >= delay  # the GOAWAY and the exit came after the delay
+    assert code == 0, "\n".join(server.lines())
