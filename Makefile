@@ -10,9 +10,11 @@ NODE_DEPS := interop/node/node_modules/.package-lock.json
 .PHONY: serve test pytest lint type gen setup clean system-tools
 
 # Debian packages the tests run: openssl (the TLS tests issue their certificates with it), nginx
-# and its stream module (the L4 load-balancer test).
-SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream
-SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so
+# and its stream module (the L4 load-balancer test), chromium (loads `greeter trace html` pages
+# headless).
+SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream chromium
+SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so \
+	/usr/bin/chromium
 
 serve: $(VENV)/.runtime
 	$(BIN)/greeter serve $(ARGS)
