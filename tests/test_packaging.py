@@ -65,6 +65,7 @@ def test_a_downstream_mypy_strict_sees_greeters_types(tmp_path: Path) -> None:
     install += ["--no-build-isolation", "--target", str(target), str(source)]
     subprocess.run(install, check=True, timeout=150, capture_output=True)
     assert (target / "greeter" / "py.typed").is_file()
+    assert (target / "greeter" / "tools" / "timeline.html").is_file()  # `greeter trace html`
     # greeter's own dependencies (grpclib, h2, ...) come from this test environment.
     (target / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     (tmp_path / "downstream.py").write_text(DOWNSTREAM)

@@ -14,6 +14,7 @@ from typing import Any
 from greeter.cli.trace_options import add_file_arguments, file_selection
 from greeter.tap.jsonl import read_jsonl
 from greeter.tools.summary import summarize
+from greeter.tools.timeline import render
 
 
 def add_trace_parser(commands: Any) -> None:
@@ -29,13 +30,28 @@ def add_trace_parser(commands: Any) -> None:
     )
     summary.add_argument("file", type=Path, metavar="TRACE.jsonl")
     add_file_arguments(summary)
+    html = actions.add_parser(
+        "html",
+        help="one self-contained HTML page: a lane per stream on a time axis, messages, "
+        "flow-control windows, stalls, PINGs, GOAWAYs (opens from file://)",
+    )
+    html.add_argument("file", type=Path, metavar="TRACE.jsonl")
+    html.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.html")
+    html.add_argument("--title", help="the page's title (default: the trace's file name)")
+    add_file_arguments(html)
 
 
 async def trace(args: argparse.Namespace) -> int:
     """Run the ``greeter trace`` subcommand; 0 on success."""
     try:
         objects = file_selection(args).apply(read_jsonl(args.file))
-        print(summarize(objects).text())
+        if args.trace_command == "summary":
+            print(summarize(objects).text())
+        else:
+            page = render(objects, title=args.title or args.file.name)
+            args.output.write_text(page, encoding="utf-8")
+            rpcs = sum(1 for obj in objects if obj["layer"] == "rpc" and obj["event"] == "start")
+            print(f"wrote {args.output}: {rpcs} RPCs, {len(objects)} records")
     except (KeyError, TypeError) as exc:  # a JSON object without the keys of a trace record
         raise ValueError(f"{args.file}: not a greeter trace: {exc!r} missing or wrong") from None
     except ValueError as exc:

@@ -1,10 +1,11 @@
-"""The options that choose what a trace shows: view, RPC status, peer, minimum duration.
+"""The options that choose what a trace shows: view, RPC status, peer, minimum duration, body.
 
 Only argparse wiring. The live trace of ``serve``, ``hello`` and ``proxy`` takes them as
-``--trace-view``, ``--trace-status``, ``--trace-peer``, ``--trace-min-duration`` (next to the
-``--trace-*`` options of greeter.cli.tracing); the ``greeter trace`` commands, which read a
-JSON Lines file, as ``--method``, ``--status``, ``--peer``, ``--min-duration``. A bad value
-ends the command with one line naming the option, the value and what is allowed (exit 2).
+``--trace-view``, ``--trace-status``, ``--trace-peer``, ``--trace-min-duration`` and
+``--trace-max-body`` (next to the ``--trace-*`` options of greeter.cli.tracing); the
+``greeter trace`` commands, which read a JSON Lines file, as ``--method``, ``--status``,
+``--peer``, ``--min-duration``. A bad value ends the command with one line naming the option,
+the value and what is allowed (exit 2).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import argparse
 import re
 from collections.abc import Iterable
 
+from greeter.cli.limits import checked
 from greeter.tap.filters import VIEWS
 from greeter.tap.outcome import ERROR, OutcomeFilter, parse_status
 from greeter.tools.selection import Selection
+from greeter.wire.ranges import Range
 
 DEFAULT_VIEWS = {"text": "messages", "jsonl": "all"}
 """The view of each format when neither --trace-view nor --trace-layer/--trace-frame is given:
@@ -26,6 +29,7 @@ STATUS_HELP = (
     f"RPCs cut without a status included)"
 )
 DURATION_HELP = "seconds, or with a unit: 1.5, 1.5s, 250ms"
+MAX_BODY = Range(0, 2**31 - 1, integer=True)
 
 
 def duration_arg(text: str) -> float:
@@ -55,6 +59,13 @@ def add_live_arguments(group: argparse._ArgumentGroup) -> None:
         f"default {DEFAULT_VIEWS['text']} for text, {DEFAULT_VIEWS['jsonl']} for jsonl",
     )
     _add_rpc_arguments(group, prefix="--trace-")
+    group.add_argument(
+        "--trace-max-body",
+        type=checked(MAX_BODY),
+        metavar="BYTES",
+        help="bytes of a DATA payload or message each record keeps, the rest only counted "
+        "(default: the receive limit, what replay needs; messages above it are not decoded)",
+    )
 
 
 def add_file_arguments(parser: argparse.ArgumentParser) -> None:

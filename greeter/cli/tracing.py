@@ -152,7 +152,14 @@ def open_trace(
         redact = (*DEFAULT_REDACT, *(name.lower() for name in args.trace_redact))
         # A server's trace inflates no more than the server accepts (--max-receive-message-size).
         limit = getattr(args, "max_receive_message_size", MAX_MESSAGE_SIZE)
-        factory = TapFactory(emit, role=role, types=types, redact=redact, max_message_size=limit)
+        factory = TapFactory(
+            emit,
+            role=role,
+            types=types,
+            redact=redact,
+            max_message_size=limit,
+            max_body=args.trace_max_body,
+        )
         yield _peer_filtered(factory, tuple(args.trace_peer)) if args.trace_peer else factory
         if totals is not None:
             out = stream if trace_format(args) == "text" else sys.stderr

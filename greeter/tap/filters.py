@@ -3,10 +3,11 @@
 The criteria combine with AND; an empty criterion accepts everything.
 
 - ``view``: one of :data:`VIEWS`, each a level of the trace where every fact shows once
-  (``frames``: HTTP/2 frames with the flow-control state they imply; ``messages``: RPCs and
-  their decoded messages, no frames; ``rpcs``: only RPC starts and ends; ``all``: every
-  record). Connection events that are no frame's repetition (open, close, GOAWAY, and in
-  ``messages`` stalls and PING round trips) and decode errors show in every view. A view
+  (``frames``: HTTP/2 frames with the flow-control state and PING round trips they imply;
+  ``messages``: RPCs and their decoded messages, no frames; ``rpcs``: only RPC starts and
+  ends; ``all``: every record). The connection's open and close, its GOAWAY (as a frame or as
+  a connection record) and decode errors show in every view, stalls and PING round trips in
+  ``messages`` too. A view
   replaces ``layers``: giving both is a ValueError.
 - ``layers``: the record's ``layer`` (``frame``, ``message``, ``rpc``, ``connection``).
 - ``frame_types``: case-insensitive ``fnmatch`` globs against the frame type of frame-layer
@@ -47,7 +48,11 @@ _ALL = None
 _LIFECYCLE = frozenset({"open", "close", "goaway"})
 _ERRORS = frozenset({"DECODE_ERROR"})
 VIEWS: dict[str, dict[str, frozenset[str] | None]] = {
-    "frames": {"frame": _ALL, "connection": _ALL},
+    # The GOAWAY frame says all its connection record does.
+    "frames": {
+        "frame": _ALL,
+        "connection": frozenset({"open", "close", "window", "stall", "unstall", "ping_rtt"}),
+    },
     "messages": {
         "frame": _ERRORS,
         "message": _ALL,

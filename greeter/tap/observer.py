@@ -56,7 +56,9 @@ class Tap:
     of known methods; ``clock`` timestamps records and ``wall_clock`` gives their UTC ``wall``
     time (inject fake ones in tests);
     ``max_streams`` caps the streams tracked at once (module docstring); ``max_message_size``
-    bounds what it reassembles and inflates per message (use the endpoint's receive limit).
+    bounds what it reassembles and inflates per message (use the endpoint's receive limit);
+    ``max_body`` (default ``max_message_size``) caps the bytes each record keeps of a DATA
+    payload, an unknown frame's payload or a message (greeter/tap/rpc.py).
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Tap:
         wall_clock: Callable[[], float] = time.time,
         max_streams: int = MAX_TRACKED_STREAMS,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_body: int | None = None,
     ) -> None:
         self._emit = emit
+        self._max_body = max_message_size if max_body is None else max_body
         self._max_streams = max_streams
         self._connection_id = connection_id
         self._peer = peer
@@ -99,6 +103,7 @@ class Tap:
             peer=peer,
             types=types,
             max_message_size=max_message_size,
+            max_body=self._max_body,
         )
         self._streams: dict[int, set[Direction]] = {}
         """Tracked stream id -> the directions that sent END_STREAM."""
@@ -164,10 +169,20 @@ class Tap:
     def _on_frame(self, record: FrameRecord) -> None:
         if record.headers is not None and self._redact:
             record = self._redacted(record, record.headers)
-        self._emit(record)
+        self._emit(self._capped(record))
         handler = self._handlers.get(record.type)
         if handler is not None:
             handler(record)
+
+    def _capped(self, record: FrameRecord) -> FrameRecord:
+        """The record with at most ``max_body`` bytes of payload (``length`` keeps the size);
+        the tap itself goes on with the whole frame."""
+        cap = self._max_body
+        if len(record.data or b"") > cap or len(record.payload or b"") > cap:
+            data = record.data[:cap] if record.data is not None else None
+            payload = record.payload[:cap] if record.payload is not None else None
+            return dataclasses.replace(record, data=data, payload=payload)
+        return record
 
     def _redacted(self, record: FrameRecord, headers: Headers) -> FrameRecord:
         if not any(name.lower() in self._redact for name, _ in headers):
@@ -298,13 +313,18 @@ class TapFactory:
         types: MessageTypes | None = None,
         redact: Iterable[str] = DEFAULT_REDACT,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_body: int | None = None,
     ) -> None:
+        if max_body is not None and max_body < 0:
+            raise ValueError(f"max_body {max_body}: expected bytes >= 0")
         self.emit = emit
         self.role: Literal["server", "client"] = role
         self.types = types
         self.redact = tuple(redact)
         self.max_message_size = max_message_size
         """Largest message each Tap reassembles and decompresses (default gRPC's 4 MiB)."""
+        self.max_body = max_body
+        """Bytes of a payload or message a record keeps (None: ``max_message_size``)."""
 
     def __call__(self, connection_id: int, peer: str | None) -> Tap:
         return Tap(
@@ -315,4 +335,5 @@ class TapFactory:
             types=self.types,
             redact=self.redact,
             max_message_size=self.max_message_size,
+            max_body=self.max_body,
         )

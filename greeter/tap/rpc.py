@@ -6,13 +6,22 @@ request headers (:meth:`Calls.start`, called by the tap for a new stream) and en
 of: response HEADERS carrying ``grpc-status`` or END_STREAM (trailers, or Trailers-Only), or
 RST_STREAM (gRPC doc/PROTOCOL-HTTP2.md). A reset after the end shows only as a frame.
 
-Messages are reassembled per stream and direction with :class:`greeter.wire.framing.MessageDecoder`
+Messages are reassembled per stream and direction with :class:`greeter.tap.reassembly.Reassembler`
 (limit ``max_message_size``: by default :data:`MAX_MESSAGE_SIZE`, gRPC's default receive limit;
 a server's trace uses its own receive limit), decompressed with the direction's ``grpc-encoding``
 (bounded by the same limit, so tracing never inflates more than the endpoint itself accepts)
-and decoded by :func:`greeter.tap.decode.decode_payload`. A broken prefix (flag > 1, length
-above the limit) or a stream that ends inside a message yields one MessageRecord with ``error``
-and stops decoding that direction of that stream.
+and decoded by :func:`greeter.tap.decode.decode_payload`. Bounds, so that a trace costs memory
+in proportion to the limits and never to what a peer announces or its compression ratio:
+
+- a message over the limit becomes a record with its length, its first ``max_body`` bytes and
+  an ``error``; the messages after it are decoded as usual;
+- a message that inflates beyond the limit becomes a record with its compressed bytes (at most
+  ``max_body`` of them) and an ``error``;
+- a message larger than ``max_body`` once decompressed is recorded with its ``size`` and its
+  first ``max_body`` bytes, and not decoded (its decoded form would hold it all).
+
+A bad Compressed-Flag or a stream that ends inside a message yields one MessageRecord with
+``error`` and stops decoding that direction of that stream.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 from grpclib.const import Status
 
 from greeter.tap.decode import decode_payload, decode_status_details
+from greeter.tap.reassembly import Piece, Reassembler
 from greeter.tap.records import (
     Direction,
     FrameRecord,
@@ -33,8 +43,8 @@ from greeter.tap.records import (
 )
 from greeter.tap.resolve import MessageTypes
 from greeter.wire import compression
-from greeter.wire.errors import MessageError, MessageTooLargeError
-from greeter.wire.framing import PREFIX_SIZE, FramedMessage, MessageDecoder
+from greeter.wire.errors import FramingError, MessageError
+from greeter.wire.framing import PREFIX_SIZE
 from greeter.wire.metadata import decode_grpc_message, is_reserved_header, parse_timeout
 
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -75,6 +85,7 @@ class _Call:
         start: float,
         types: tuple[type[Any], type[Any]] | None,
         max_message_size: int,
+        max_body: int,
     ) -> None:
         self.method = method
         self.start = start
@@ -82,9 +93,9 @@ class _Call:
         self.authority: str | None = None
         self.timeout: float | None = None
         self.encodings: dict[Direction, str] = {"in": "identity", "out": "identity"}
-        self.decoders: dict[Direction, MessageDecoder | None] = {
-            "in": MessageDecoder(max_message_size),
-            "out": MessageDecoder(max_message_size),
+        self.decoders: dict[Direction, Reassembler | None] = {
+            "in": Reassembler(max_message_size, max_body),
+            "out": Reassembler(max_message_size, max_body),
         }
         self.counts: dict[Direction, int] = {"in": 0, "out": 0}
         self.sizes: dict[Direction, int] = {"in": 0, "out": 0}
@@ -125,6 +136,7 @@ class Calls:
         "_calls",
         "_connection_id",
         "_emit",
+        "_max_body",
         "_max_message_size",
         "_peer",
         "_requests",
@@ -141,9 +153,11 @@ class Calls:
         peer: str | None,
         types: MessageTypes | None,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_body: int | None = None,
     ) -> None:
         self._emit = emit
         self._max_message_size = max_message_size
+        self._max_body = max_message_size if max_body is None else max_body
         self._connection_id = connection_id
         self._requests: Direction = requests
         self._responses: Direction = "out" if requests == "in" else "in"
@@ -156,7 +170,7 @@ class Calls:
         fields = dict(headers)
         method = fields.get(":path", "")
         types = self._types.lookup(method) if self._types else None
-        call = _Call(method, record.timestamp, types, self._max_message_size)
+        call = _Call(method, record.timestamp, types, self._max_message_size, self._max_body)
         call.authority = fields.get(":authority")
         call.timeout = _timeout(fields.get("grpc-timeout"))
         call.encodings[self._requests] = fields.get("grpc-encoding", compression.IDENTITY)
@@ -213,13 +227,12 @@ class Calls:
             self._end(call, record, {})  # no trailers: the response ended without a status
 
     def _reassemble(
-        self, call: _Call, record: FrameRecord, decoder: MessageDecoder, end: bool
+        self, call: _Call, record: FrameRecord, decoder: Reassembler, end: bool
     ) -> None:
         try:
             framed = decoder.feed(record.data or b"")
-        except MessageError as exc:
-            length = exc.length if isinstance(exc, MessageTooLargeError) else 0
-            self._fail(call, record, f"bad message prefix: {exc}", length)
+        except FramingError as exc:
+            self._fail(call, record, f"bad message prefix: {exc}", 0)
             return
         for message in framed:
             self._message(call, record, message)
@@ -232,28 +245,31 @@ class Calls:
         call.decoders[record.direction] = None
         self._emit_message(call, record, compressed=False, length=length, data=b"", error=error)
 
-    def _message(self, call: _Call, record: FrameRecord, message: FramedMessage) -> None:
+    def _message(self, call: _Call, record: FrameRecord, message: Piece) -> None:
         direction = record.direction
-        encoding = call.encodings[direction]
         data, error = message.payload, None
-        if message.compressed:
-            data, error = _decompress(encoding, message.payload, self._max_message_size)
-        size = len(data) if error is None else None  # the payload was not inflated
+        size: int | None = message.length
+        if message.cut:
+            error = f"message of {message.length} bytes exceeds the limit {self._max_message_size}"
+            size = None if message.compressed else size  # never inflated
+        elif message.compressed:
+            data, error = _decompress(call.encodings[direction], data, self._max_message_size)
+            size = len(data) if error is None else None  # the payload was not inflated
         decoded = fields = None
         is_request = direction == self._requests
-        if error is None:
+        if error is None and len(data) <= self._max_body:
             message_type = call.types[0 if is_request else 1] if call.types else None
             decoded, fields, error = decode_payload(message_type, data)
         kind = "request" if is_request else "response"
         call.mark(f"first_{kind}", record.timestamp, first=True)
         call.mark(f"last_{kind}", record.timestamp)
-        call.sizes[direction] += PREFIX_SIZE + len(message.payload)
+        call.sizes[direction] += PREFIX_SIZE + message.length
         self._emit_message(
             call,
             record,
             compressed=message.compressed,
-            length=len(message.payload),
-            data=data,
+            length=message.length,
+            data=data[: self._max_body],
             decoded=decoded,
             fields=fields,
             error=error,

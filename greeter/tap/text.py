@@ -185,7 +185,12 @@ def _message(record: MessageRecord, style: _Style) -> Lines:
     name = message_type(record.decoded) if record.decoded is not None else "message"
     head = f"{name} #{record.index} {record.length} bytes"
     if record.compressed:
-        head += f" ({record.encoding}, {len(record.data)} bytes decompressed)"
+        inflated = "" if record.size is None else f", {record.size} bytes decompressed"
+        head += f" ({record.encoding}{inflated})"
+    # The whole message's size: known when inflated, or when it was not compressed.
+    whole = record.size if record.size is not None or record.compressed else record.length
+    if whole is not None and len(record.data) < whole:
+        head += f" (first {len(record.data)} bytes kept)"
     if record.decoded is not None:
         return [head, *_decoded_lines(record.decoded, style)]
     if record.fields is not None:

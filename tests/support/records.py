@@ -163,6 +163,7 @@ GOLDEN: list[tuple[Record, str]] = [
             compressed=True,
             length=30,
             encoding="gzip",
+            size=7,
             fields=(RawField(1, 2, b"world"), RawField(3, 2, (RawField(1, 0, 150),))),
         ),
         "+0.002000 c1 s1 <- msg   message #1 30 bytes (gzip, 7 bytes decompressed)\n"

@@ -27,6 +27,7 @@ from greeter.tap import (
     Record,
     RpcRecord,
     Tap,
+    TextFormatter,
 )
 from greeter.wire import codec
 from greeter.wire.framing import encode_message
@@ -298,6 +299,45 @@ def test_the_tap_inflates_no_more_than_its_message_limit() -> None:
     [message] = t.of(MessageRecord, stream_id=stream_id)
     assert message.error == "decompressed message larger than max (1048576)"
     assert message.data == bomb  # the compressed bytes, as received
+
+
+def test_a_message_over_the_limit_is_its_size_and_first_bytes_and_decoding_goes_on() -> None:
+    """Issue 11 item 5: the tap holds no more than its limit of a message a peer announces as
+    larger; it keeps the first max_body bytes, skips the rest and reads the next message."""
+    t = Tapped(tap_options={"max_message_size": 100, "max_body": 16})
+    stream_id = t.pair.open(BIDI_HELLO)
+    big = request("x" * 1000)
+    t.pair.send(stream_id, encode_message(big) + encode_message(request("after")), frame_size=300)
+    t.pair.end(stream_id)
+    first, second = t.of(MessageRecord, stream_id=stream_id)
+    assert (first.length, first.size, first.data) == (len(big), len(big), big[:16])
+    assert first.error == f"message of {len(big)} bytes exceeds the limit 100"
+    assert (first.decoded, first.fields) == (None, None)
+    assert (second.index, second.decoded, second.error) == (2, HelloRequest(name="after"), None)
+    text = TextFormatter().format(first).splitlines()[0]
+    assert text.endswith(f"message #1 {len(big)} bytes (first 16 bytes kept) error: {first.error}")
+
+
+def test_records_keep_at_most_max_body_bytes_of_a_body() -> None:
+    """A message within the limit but above max_body keeps its size and its first bytes, and
+    is not decoded (its decoded form would hold it whole); DATA frames are cut the same way."""
+    t = Tapped(tap_options={"max_body": 8})
+    stream_id = t.pair.open(SAY_HELLO, encoding="gzip")
+    body = request("y" * 100)
+    framed = encode_message(gzip.compress(body), compressed=True)
+    t.pair.send(stream_id, framed, end=True)
+    (message,) = t.of(MessageRecord, stream_id=stream_id)
+    assert (message.size, message.data, message.decoded, message.error) == (
+        len(body),
+        body[:8],
+        None,
+        None,
+    )
+    (data,) = t.of(FrameRecord, stream_id=stream_id, type="DATA")
+    assert (data.length, data.data) == (len(framed), framed[:8])
+    t.core.send_trailers(stream_id, Status.OK)
+    t.pair.pump()
+    assert t.rpc(stream_id, "end").request_bytes == len(framed)
 
 
 def test_corrupt_gzip_body_is_an_error_with_the_compressed_bytes() -> None:

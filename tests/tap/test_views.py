@@ -60,9 +60,14 @@ def test_messages_view_has_rpcs_and_messages_and_no_frame_or_window(canned: Cann
 
 
 def test_frames_view_has_frames_and_flow_control_but_no_rpc_or_message(canned: Canned) -> None:
+    """Every frame and connection record but `goaway`, which repeats the GOAWAY frame."""
     shown = viewed("frames", canned.records)
     assert not any(isinstance(r, MessageRecord | RpcRecord) for r in shown)
-    frames = [r for r in canned.records if r.layer in ("frame", "connection")]
+    frames = [
+        r
+        for r in canned.records
+        if r.layer == "frame" or (isinstance(r, ConnectionRecord) and r.event != "goaway")
+    ]
     assert shown == frames
 
 
@@ -77,6 +82,18 @@ def test_all_view_keeps_everything_and_decode_errors_show_in_every_view(canned: 
     assert viewed("all", canned.records) == canned.records
     error = DecodeErrorRecord(1, "in", 0.0, "bad", 0)
     assert all(viewed(view, [error]) == [error] for view in VIEWS)
+
+
+def test_each_view_shows_a_goaway_once() -> None:
+    goaway_frame = FrameRecord(1, "out", 0.0, 0, "GOAWAY", (), 0, 8, last_stream_id=1)
+    goaway = ConnectionRecord(1, "out", 0.0, 0, "goaway", last_stream_id=1)
+    shown = {view: viewed(view, [goaway_frame, goaway]) for view in VIEWS}
+    assert shown == {
+        "frames": [goaway_frame],
+        "messages": [goaway],
+        "rpcs": [goaway],
+        "all": [goaway_frame, goaway],
+    }
 
 
 def test_a_view_with_frame_types_narrows_its_frames() -> None:
