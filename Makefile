@@ -10,9 +10,10 @@ NODE_DEPS := interop/node/node_modules/.package-lock.json
 .PHONY: serve test pytest lint type gen setup clean system-tools
 
 # Debian packages the tests run: openssl (the TLS tests issue their certificates with it), nginx
-# and its stream module (the L4 load-balancer test).
-SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream
-SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so
+# and its stream module (the L4 load-balancer test), tshark (reads the pcapng captures).
+SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream tshark
+SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so \
+	/usr/bin/tshark
 
 serve: $(VENV)/.runtime
 	$(BIN)/greeter serve $(ARGS)

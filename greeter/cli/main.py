@@ -2,7 +2,8 @@
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
 `interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases,
 `interop-client` runs those cases against such a server (greeter.cli.interop_client), `call`
-calls any method of a server with JSON messages, found through its reflection (greeter.cli.call).
+calls any method of a server with JSON messages, found through its reflection (greeter.cli.call),
+`trace pcapng` turns a JSONL trace into a capture for Wireshark (greeter.cli.trace_files).
 `serve`, `hello` and `call` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH);
 `serve` runs on uvloop when it is installed and can share its port among processes
 (greeter.server.workers).
@@ -35,7 +36,13 @@ from greeter.cli.metrics import (
     process_metrics,
     workers_metrics,
 )
-from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
+from greeter.cli.trace_files import add_trace_parser, trace_files
+from greeter.cli.tracing import (
+    add_trace_arguments,
+    check_trace_arguments,
+    open_trace,
+    tracing_requested,
+)
 from greeter.client.channel import Channel
 from greeter.server import Server
 from greeter.server.config import SERVER_RANGES
@@ -139,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_interop_client_parser(commands)
     add_call_parser(commands)
     add_gen_parser(commands)
+    add_trace_parser(commands)
     return parser
 
 
@@ -236,6 +244,7 @@ def _message_types(module: str) -> MessageTypes | None:
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
+    check_trace_arguments(parser, args)
     if args.command not in ("serve", "hello", "call"):
         return
     if args.command == "serve":
@@ -376,6 +385,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "interop-server": interop_server,
     "interop-client": interop_client,
     "call": call,
+    "trace": trace_files,
 }
 
 

@@ -1,25 +1,34 @@
 """The ``--trace*`` command-line options and the tap they build, shared by serve, hello and proxy.
 
 Only wiring: argparse options in, an observer factory
-(one ``Tap`` per connection, all writing to one ``TraceWriter``) out; no decoding here.
+(one ``Tap`` per connection, all writing to one ``TraceWriter``; for ``--trace-format pcapng``
+one ``ByteCapture`` per connection, all writing to one ``PcapngWriter``) out; no decoding here.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import Literal, TextIO
+from typing import BinaryIO, Literal, TextIO
 
 from greeter.tap.attach import ObserverFactory
+from greeter.tap.capture import CaptureFactory
 from greeter.tap.filters import RecordFilter
 from greeter.tap.observer import DEFAULT_REDACT, TapFactory
+from greeter.tap.pcapng import PcapngWriter
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.rpc import MAX_MESSAGE_SIZE
-from greeter.tap.sinks import TraceWriter
+from greeter.tap.sinks import TraceFormat, TraceWriter
 
-LAYERS = ("frame", "message", "rpc", "connection")
-FORMAT_HELP = "trace output: text (readable) or jsonl (one JSON object per record, for replay)"
+LAYERS = ("frame", "message", "rpc", "connection", "bytes")
+FORMATS = ("text", "jsonl", "pcapng")
+FORMAT_HELP = (
+    "trace output: text (readable), jsonl (one JSON object per record, for replay) or pcapng "
+    "(a packet capture for Wireshark: every byte, undecoded; with --trace-file, or stdout piped)"
+)
+FILTERS = ("trace_method", "trace_layer", "trace_frame")
 
 
 def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: str) -> None:
@@ -32,7 +41,13 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: st
     )
     if switch:
         group.add_argument("--trace", action="store_true", help="trace every connection")
-    group.add_argument("--trace-format", choices=("text", "jsonl"), help=FORMAT_HELP)
+    group.add_argument("--trace-format", choices=FORMATS, help=FORMAT_HELP)
+    group.add_argument(
+        "--trace-bytes",
+        action="store_true",
+        help="also record each chunk's raw bytes and the socket's addresses (what "
+        "`greeter trace pcapng` turns into a capture)",
+    )
     group.add_argument(
         "--trace-file", metavar="PATH", help="write the trace to PATH (implies --trace)"
     )
@@ -68,12 +83,25 @@ def tracing_requested(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "trace", True) or args.trace_file)
 
 
-def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl"]:
+def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl", "pcapng"]:
     """The chosen format; without --trace-format, jsonl for a file and text for a terminal."""
     if args.trace_format is not None:
-        chosen: Literal["text", "jsonl"] = args.trace_format
+        chosen: Literal["text", "jsonl", "pcapng"] = args.trace_format
         return chosen
     return "jsonl" if args.trace_file else "text"
+
+
+def check_trace_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with usage (status 2) for trace options that contradict each other."""
+    if getattr(args, "trace_format", None) != "pcapng":
+        return
+    for name in FILTERS:
+        if getattr(args, name):
+            option = "--" + name.replace("_", "-")
+            parser.error(
+                f"{option} does not apply to --trace-format pcapng: a capture holds every byte"
+                " of each connection (filter in Wireshark, or trace as text or jsonl)"
+            )
 
 
 def record_filter(args: argparse.Namespace) -> RecordFilter | None:
@@ -99,13 +127,45 @@ def open_trace(
     if not tracing_requested(args):
         yield None
         return
+    if trace_format(args) == "pcapng":
+        with _capture_stream(args, default_stream) as binary:
+            yield CaptureFactory(PcapngWriter(binary), role=role)
+        return
     with contextlib.ExitStack() as stack:
         stream = default_stream
         if args.trace_file:
             stream = stack.enter_context(open(args.trace_file, "w", encoding="utf-8"))
-        writer = TraceWriter(stream, format=trace_format(args), filter=record_filter(args))
+        text_format: TraceFormat = "jsonl" if trace_format(args) == "jsonl" else "text"
+        writer = TraceWriter(stream, format=text_format, filter=record_filter(args))
         redact = (*DEFAULT_REDACT, *(name.lower() for name in args.trace_redact))
         # A server's trace inflates no more than the server accepts (--max-receive-message-size).
         limit = getattr(args, "max_receive_message_size", MAX_MESSAGE_SIZE)
-        yield TapFactory(writer, role=role, types=types, redact=redact, max_message_size=limit)
+        yield TapFactory(
+            writer,
+            role=role,
+            types=types,
+            redact=redact,
+            max_message_size=limit,
+            raw=args.trace_bytes,
+        )
         stream.flush()
+
+
+@contextlib.contextmanager
+def _capture_stream(args: argparse.Namespace, default_stream: TextIO) -> Iterator[BinaryIO]:
+    """--trace-file opened for binary writing, else stdout's bytes when it is not a terminal."""
+    if args.trace_file:
+        with open(args.trace_file, "wb") as capture:
+            yield capture
+        return
+    if default_stream is not sys.stdout or default_stream.isatty():
+        raise ValueError(
+            "--trace-format pcapng writes a binary capture: give --trace-file PATH"
+            + (
+                " (or pipe stdout, e.g. into wireshark -k -i -)"
+                if default_stream is sys.stdout
+                else ""
+            )
+        )
+    yield default_stream.buffer
+    default_stream.buffer.flush()

@@ -121,7 +121,7 @@ class ConnectionDriver(asyncio.Protocol):
         self.peer = Peer(self.transport)
         config = self._server.config
         self._observer = open_observer(
-            self._server.tap, self.connection_id, format_peer(self.peer.addr())
+            self._server.tap, self.connection_id, format_peer(self.peer.addr()), self.transport
         )
         on_bytes = self._observer.observe if self._observer is not None else None
         self.conn = ServerConnection(config.limits, on_bytes=on_bytes)

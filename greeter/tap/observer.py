@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Literal
 
+from greeter.tap.capture import ByteCapture
 from greeter.tap.flow import FlowControl
 from greeter.tap.frames import FrameDecoder
 from greeter.tap.records import (
@@ -56,6 +57,8 @@ class Tap:
     of known methods; ``clock`` timestamps records (inject a fake one in tests);
     ``max_streams`` caps the streams tracked at once (module docstring); ``max_message_size``
     bounds what it reassembles and inflates per message (use the endpoint's receive limit).
+    ``raw`` adds the raw bytes to the trace (greeter/tap/capture.py): a ``transport`` record
+    when :meth:`connected` is called and a bytes record before each chunk's decoded records.
     """
 
     def __init__(
@@ -70,8 +73,14 @@ class Tap:
         clock: Callable[[], float] = time.monotonic,
         max_streams: int = MAX_TRACKED_STREAMS,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        raw: bool = False,
     ) -> None:
         self._emit = emit
+        self._capture = (
+            ByteCapture(emit, connection_id=connection_id, role=role, peer=peer, clock=clock)
+            if raw
+            else None
+        )
         self._max_streams = max_streams
         self._connection_id = connection_id
         self._peer = peer
@@ -119,6 +128,8 @@ class Tap:
         if self._silent:
             return
         try:
+            if self._capture is not None:
+                self._capture.observe(direction, data)
             for record in self._decoders[direction].feed(data):
                 if type(record) is FrameRecord:
                     self._on_frame(record)
@@ -128,6 +139,11 @@ class Tap:
                         self._emit(self._connection_record(record.direction, record.timestamp))
         except Exception as exc:  # a tap must never break the connection it watches
             self._fail(direction, exc)
+
+    def connected(self, local: str | None, remote: str | None, tls: bool) -> None:
+        """The socket's addresses, before any byte: a ``transport`` record when ``raw``."""
+        if self._capture is not None and not self._silent:
+            self._capture.connected(local, remote, tls)
 
     @property
     def tracked_streams(self) -> int:
@@ -281,6 +297,7 @@ class TapFactory:
         types: MessageTypes | None = None,
         redact: Iterable[str] = DEFAULT_REDACT,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        raw: bool = False,
     ) -> None:
         self.emit = emit
         self.role: Literal["server", "client"] = role
@@ -288,6 +305,8 @@ class TapFactory:
         self.redact = tuple(redact)
         self.max_message_size = max_message_size
         """Largest message each Tap reassembles and decompresses (default gRPC's 4 MiB)."""
+        self.raw = raw
+        """Each Tap also emits the raw bytes (``--trace-bytes``, what ``trace pcapng`` needs)."""
 
     def __call__(self, connection_id: int, peer: str | None) -> Tap:
         return Tap(
@@ -298,4 +317,5 @@ class TapFactory:
             types=self.types,
             redact=self.redact,
             max_message_size=self.max_message_size,
+            raw=self.raw,
         )

@@ -261,7 +261,9 @@ class RpcRecord:
     timings: tuple[tuple[str, float], ...] = ()
 
 
-ConnectionEvent = Literal["open", "window", "stall", "unstall", "ping_rtt", "goaway", "close"]
+ConnectionEvent = Literal[
+    "open", "window", "stall", "unstall", "ping_rtt", "goaway", "close", "transport"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,11 @@ class ConnectionRecord:
     is its release, with ``duration``. ``ping_rtt`` has ``duration`` from PING to its ACK and
     the direction the PING went. ``open`` (the client preface) and ``close`` carry ``peer``;
     ``close`` has no direction. Window arithmetic and its approximation: greeter/tap/flow.py.
+
+    ``transport`` (only when raw bytes are captured: greeter/tap/capture.py) comes first and
+    names the socket: ``local`` and ``peer`` addresses, ``tls``, ``epoch`` (the wall clock at
+    ``timestamp``) and as ``direction`` the way the connection was opened: ``"in"`` when the
+    peer connected to the tapped endpoint, ``"out"`` when the endpoint connected to the peer.
     """
 
     layer: ClassVar[str] = "connection"
@@ -294,8 +301,36 @@ class ConnectionRecord:
     last_stream_id: int | None = None
     reason: str | None = None
     peer: str | None = None
+    local: str | None = None
+    """``transport``: the tapped endpoint's own address (``host:port``, or a Unix socket path)."""
+    tls: bool | None = None
+    """``transport``: the bytes travel inside TLS (the tap sees them decrypted)."""
+    epoch: float | None = None
+    """``transport``: seconds since the Unix epoch (``time.time()``) at ``timestamp``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BytesRecord:
+    """One chunk of raw bytes as the endpoint read (``"in"``) or wrote (``"out"``) it.
+
+    Emitted only when raw bytes are captured (greeter/tap/capture.py), before the records the
+    chunk decodes into: what a packet capture of the connection would carry (plaintext for TLS).
+    """
+
+    layer: ClassVar[str] = "bytes"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    data: bytes
 
 
 Record = (
-    FrameRecord | PrefaceRecord | DecodeErrorRecord | MessageRecord | RpcRecord | ConnectionRecord
+    FrameRecord
+    | PrefaceRecord
+    | DecodeErrorRecord
+    | MessageRecord
+    | RpcRecord
+    | ConnectionRecord
+    | BytesRecord
 )
