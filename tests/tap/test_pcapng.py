@@ -157,9 +157,9 @@ async def test_the_tcp_conversation_is_clean(tmp_path: Path) -> None:
 async def test_trace_pcapng_converts_the_jsonl_into_the_same_capture(tmp_path: Path) -> None:
     session = await record_session(tmp_path)
     converted = tmp_path / "converted.pcapng"
+    command = ("trace", "pcapng", str(session.trace), "-o", str(converted))
     done = subprocess.run(
-        [sys.executable, "-m", "greeter", "trace", "pcapng", str(session.trace)]
-        + ["-o", str(converted)],
+        [sys.executable, "-m", "greeter", *command],
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -183,4 +183,4 @@ async def test_a_tls_connection_is_captured_as_marked_plaintext(
     assert "TLS: the payloads are the decrypted HTTP/2 bytes" in comments[0][0]
     assert tshark_frame_types(tshark, session) == tap_frame_types(session.trace)
     rows = tshark.fields(session.capture, session.port, ["pbf.greet.HelloReply.message"], "grpc")
-    assert [row[0] for row in rows if row[0]][0] == f"Hello {KOREAN}"
+    assert next(row[0] for row in rows if row[0]) == f"Hello {KOREAN}"
