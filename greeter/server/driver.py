@@ -445,15 +445,18 @@ class ConnectionDriver(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._unflushed_messages = 0
-        data = self.conn.data_to_send()
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
+        self._write_pending()
         # Queued messages and trailers were just handed to HTTP/2: a sender waiting for room
         # may go on, and a draining connection whose last response went out may close.
         for stream_id in [s for s in self._send_waiters if not self.conn.is_send_blocked(s)]:
             self._wake_sender(stream_id)
         if self._draining and not self.conn.closed:
             self._close_if_drained()
+
+    def _write_pending(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
 
     def start_shutdown(self) -> None:
         """Send the first GOAWAY; the connection closes once acknowledged and RPCs are done."""
@@ -468,6 +471,9 @@ class ConnectionDriver(asyncio.Protocol):
         """Cancel what is left, send the final GOAWAY and close."""
         for stream in list(self._rpcs.values()):
             self._fail(stream, Status.UNAVAILABLE, reason or "server shutting down")
+        if not self.conn.closed:
+            # Write their trailers now: the final GOAWAY drops every queued stream.
+            self._write_pending()
         self.conn.close(error_code, reason)
         self._flush()
         self.transport.close()

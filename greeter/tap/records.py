@@ -259,6 +259,10 @@ class RpcRecord:
     requests: int = 0
     responses: int = 0
     timings: tuple[tuple[str, float], ...] = ()
+    aborted: str | None = None
+    """At ``end``, set when the RPC ended without a status: ``"reset"`` (RST_STREAM, see
+    ``reset``), ``"cut"`` (the connection closed, or the stream was above a GOAWAY's last stream
+    id; ``status_message`` says which) or ``"no status"`` (the response ended without one)."""
 
 
 ConnectionEvent = Literal[

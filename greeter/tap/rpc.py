@@ -306,6 +306,9 @@ class Calls:
             return
         call.ended = True
         status = _status(fields.get("grpc-status"))
+        aborted = None
+        if status is None:
+            aborted = "reset" if reset is not None else "cut" if cut is not None else "no status"
         message = fields.get("grpc-message")
         details = fields.get("grpc-status-details-bin")
         if record is not None:
@@ -336,6 +339,7 @@ class Calls:
                 requests=call.counts[self._requests],
                 responses=call.counts[self._responses],
                 timings=call.timings(),
+                aborted=aborted,
             )
         )
 
