@@ -19,7 +19,7 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from ssl import SSLContext
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from grpclib.const import Handler
 
@@ -28,7 +28,7 @@ from greeter.server.config import ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
-from greeter.server.tls import AlpnGate
+from greeter.server.tls_gate import TlsGate
 from greeter.tap.attach import ObserverFactory
 from greeter.wire.errors import SetupFileError
 
@@ -142,20 +142,20 @@ class Server:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
         factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
-        tls: dict[str, Any] = {}
         if self.ssl is not None:
-            factory = functools.partial(AlpnGate, factory)
-            # The TLS handshake precedes the connection's own handshake timer: same limit.
-            tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
+            # The gate runs the TLS handshake (so that a failed one is logged and traced); it
+            # precedes the connection's own handshake timer, with the same limit.
+            timeout = self.config.timeouts.handshake
+            factory = functools.partial(TlsGate, self.ssl, factory, self, timeout)
         if self.uds is not None:
             directory = os.path.dirname(os.path.abspath(self.uds))
             if not os.path.isdir(directory):
                 raise SetupFileError(f"Unix socket {self.uds}: no directory {directory}")
             _remove_stale_socket(self.uds)
-            self._server = await loop.create_unix_server(factory, self.uds, **tls)
+            self._server = await loop.create_unix_server(factory, self.uds)
         else:
             self._server = await loop.create_server(
-                factory, self.host, self.requested_port, reuse_port=self.reuse_port, **tls
+                factory, self.host, self.requested_port, reuse_port=self.reuse_port
             )
 
     @property
