@@ -12,10 +12,10 @@ NODE_DEPS := interop/node/node_modules/.package-lock.json
 # Debian packages the tests run: openssl (the TLS tests issue their certificates with it), nginx
 # and its stream module (the load-balancer tests), util-linux's prlimit (a server under a
 # file-descriptor limit, the connection-cap test), chromium (loads `greeter trace html` pages
-# headless).
-SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream util-linux chromium
+# headless), tshark (reads the pcapng captures).
+SYSTEM_PACKAGES := openssl nginx libnginx-mod-stream util-linux chromium tshark
 SYSTEM_FILES := /usr/bin/openssl /usr/sbin/nginx /usr/lib/nginx/modules/ngx_stream_module.so \
-	/usr/bin/prlimit /usr/bin/chromium
+	/usr/bin/prlimit /usr/bin/chromium /usr/bin/tshark
 
 serve: $(VENV)/.runtime
 	$(BIN)/greeter serve $(ARGS)

@@ -1,5 +1,5 @@
 """Fixtures shared by suites in several folders: greeter's CLI server, one for the session, and
-a port that refuses connections.
+a port that refuses connections, and the session's throwaway PKI (`certs`, tests/support/pki.py).
 
 `greeter_process` runs `python -m greeter serve --port 0` (the real command line) for every test
 that only needs Greeter and Health served (grpcio and grpc-js clients in tests/server/interop,
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.peers import ServerProcess, spawn_greeter_server
+from tests.support.pki import Certs, make_certs
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,9 @@ def refused_port() -> Iterator[int]:
 def greeter_target(greeter_process: ServerProcess) -> str:
     """The CLI server's target, "127.0.0.1:PORT"."""
     return greeter_process.target
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA, a server and a client certificate (PEM files), made once per session."""
+    return make_certs(tmp_path_factory.mktemp("pki"))

@@ -2,7 +2,8 @@
 and traces any gRPC client/server pair, `replay` re-sends the client messages of a JSONL trace,
 `interop-server` runs grpc.testing.TestService + Health for gRPC's interop test cases,
 `interop-client` runs those cases against such a server (greeter.cli.interop_client), `call`
-calls any method of a server with JSON messages, found through its reflection (greeter.cli.call).
+calls any method of a server with JSON messages, found through its reflection (greeter.cli.call),
+`trace pcapng` turns a JSONL trace into a capture for Wireshark (greeter.cli.trace_files).
 `serve`, `hello` and `call` also speak TLS (--tls-*) and Unix domain sockets (--uds, unix:PATH);
 `serve` runs on uvloop when it is installed and can share its port among processes
 (greeter.server.workers).
@@ -38,7 +39,12 @@ from greeter.cli.metrics import (
 )
 from greeter.cli.trace_commands import add_trace_parser, trace
 from greeter.cli.trace_options import check_live_arguments
-from greeter.cli.tracing import add_trace_arguments, open_trace, tracing_requested
+from greeter.cli.tracing import (
+    add_trace_arguments,
+    check_trace_arguments,
+    open_trace,
+    tracing_requested,
+)
 from greeter.client.channel import Channel
 from greeter.server import Server
 from greeter.server.config import SERVER_RANGES
@@ -239,6 +245,7 @@ def _message_types(module: str) -> MessageTypes | None:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
     check_live_arguments(parser, args)
+    check_trace_arguments(parser, args)
     if args.command not in ("serve", "hello", "call"):
         return
     if args.command == "serve":

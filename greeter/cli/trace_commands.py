@@ -1,7 +1,8 @@
-"""`greeter trace summary|html TRACE.jsonl`: what a recorded JSON Lines trace holds.
+"""`greeter trace summary|html|pcapng TRACE.jsonl`: what a recorded JSON Lines trace holds.
 
 Only wiring: argparse in, greeter.tools.selection (which RPCs), greeter.tools.summary (the
-table) and greeter.tools.timeline (the HTML page) do the work. An unreadable or malformed trace
+table) and greeter.tools.timeline (the HTML page) do the work; `pcapng` is
+greeter.cli.trace_files. An unreadable or malformed trace
 ends the command with one line naming the file (exit 1).
 """
 
@@ -11,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from greeter.cli.trace_files import add_pcapng_parser, trace_files
 from greeter.cli.trace_options import add_file_arguments, file_selection
 from greeter.tap.jsonl import read_jsonl
 from greeter.tools.summary import summarize
@@ -20,7 +22,8 @@ from greeter.tools.timeline import render
 def add_trace_parser(commands: Any) -> None:
     trace = commands.add_parser(
         "trace",
-        help="summarize a JSON Lines trace, or draw it as an HTML timeline",
+        help="summarize a JSON Lines trace, draw it as an HTML timeline, or write it as a "
+        "pcapng capture",
         description="Reads a trace written with --trace-file (JSON Lines).",
     )
     actions = trace.add_subparsers(dest="trace_command", required=True)
@@ -39,10 +42,13 @@ def add_trace_parser(commands: Any) -> None:
     html.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.html")
     html.add_argument("--title", help="the page's title (default: the trace's file name)")
     add_file_arguments(html)
+    add_pcapng_parser(actions)
 
 
 async def trace(args: argparse.Namespace) -> int:
     """Run the ``greeter trace`` subcommand; 0 on success."""
+    if args.trace_command == "pcapng":
+        return await trace_files(args)
     try:
         objects = file_selection(args).apply(read_jsonl(args.file))
         if args.trace_command == "summary":

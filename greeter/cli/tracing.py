@@ -1,7 +1,8 @@
 """The ``--trace*`` command-line options and the tap they build, shared by serve, hello and proxy.
 
 Only wiring: argparse options in, an observer factory
-(one ``Tap`` per connection, all writing to one ``TraceWriter``) out; no decoding here.
+(one ``Tap`` per connection, all writing to one ``TraceWriter``; for ``--trace-format pcapng``
+one ``ByteCapture`` per connection, all writing to one ``PcapngWriter``) out; no decoding here.
 """
 
 from __future__ import annotations
@@ -11,21 +12,38 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
-from typing import Literal, TextIO
+from typing import BinaryIO, Literal, TextIO
 
 from greeter.cli.trace_options import DEFAULT_VIEWS, add_live_arguments, outcome_filter
 from greeter.tap.attach import ConnectionObserver, ObserverFactory
+from greeter.tap.capture import CaptureFactory
 from greeter.tap.filters import RecordFilter
 from greeter.tap.observer import DEFAULT_REDACT, TapFactory
 from greeter.tap.outcome import RpcGate
+from greeter.tap.pcapng import PcapngWriter
 from greeter.tap.records import Record
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.rpc import MAX_MESSAGE_SIZE
-from greeter.tap.sinks import TraceWriter, fan_out
+from greeter.tap.sinks import TraceFormat, TraceWriter, fan_out
 from greeter.tools.summary import TraceSummary
 
-LAYERS = ("frame", "message", "rpc", "connection")
-FORMAT_HELP = "trace output: text (readable) or jsonl (one JSON object per record, for replay)"
+LAYERS = ("frame", "message", "rpc", "connection", "bytes")
+FORMATS = ("text", "jsonl", "pcapng")
+FORMAT_HELP = (
+    "trace output: text (readable), jsonl (one JSON object per record, for replay) or pcapng "
+    "(a packet capture for Wireshark: every byte, undecoded; with --trace-file, or stdout piped)"
+)
+FILTERS = (
+    "trace_method",
+    "trace_layer",
+    "trace_frame",
+    "trace_view",
+    "trace_status",
+    "trace_peer",
+    "trace_min_duration",
+    "trace_max_body",
+)
+"""The options that choose records: a pcapng capture has no records, only every byte."""
 
 
 def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: str) -> None:
@@ -38,7 +56,13 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, switch: bool, to: st
     )
     if switch:
         group.add_argument("--trace", action="store_true", help="trace every connection")
-    group.add_argument("--trace-format", choices=("text", "jsonl"), help=FORMAT_HELP)
+    group.add_argument("--trace-format", choices=FORMATS, help=FORMAT_HELP)
+    group.add_argument(
+        "--trace-bytes",
+        action="store_true",
+        help="also record each chunk's raw bytes and the socket's addresses (what "
+        "`greeter trace pcapng` turns into a capture)",
+    )
     group.add_argument(
         "--trace-file", metavar="PATH", help="write the trace to PATH (implies --trace)"
     )
@@ -75,12 +99,25 @@ def tracing_requested(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "trace", True) or args.trace_file)
 
 
-def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl"]:
+def trace_format(args: argparse.Namespace) -> Literal["text", "jsonl", "pcapng"]:
     """The chosen format; without --trace-format, jsonl for a file and text for a terminal."""
     if args.trace_format is not None:
-        chosen: Literal["text", "jsonl"] = args.trace_format
+        chosen: Literal["text", "jsonl", "pcapng"] = args.trace_format
         return chosen
     return "jsonl" if args.trace_file else "text"
+
+
+def check_trace_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with usage (status 2) for trace options that contradict each other."""
+    if getattr(args, "trace_format", None) != "pcapng":
+        return
+    for name in FILTERS:
+        if getattr(args, name):
+            option = "--" + name.replace("_", "-")
+            parser.error(
+                f"{option} does not apply to --trace-format pcapng: a capture holds every byte"
+                " of each connection (filter in Wireshark, or trace as text or jsonl)"
+            )
 
 
 def record_filter(args: argparse.Namespace) -> RecordFilter | None:
@@ -137,11 +174,16 @@ def open_trace(
     if not tracing_requested(args):
         yield None
         return
+    if trace_format(args) == "pcapng":
+        with _capture_stream(args, default_stream) as binary:
+            yield CaptureFactory(PcapngWriter(binary), role=role)
+        return
     with contextlib.ExitStack() as stack:
         stream = default_stream
         if args.trace_file:
             stream = stack.enter_context(open(args.trace_file, "w", encoding="utf-8"))
-        writer = TraceWriter(stream, format=trace_format(args), filter=record_filter(args))
+        text_format: TraceFormat = "jsonl" if trace_format(args) == "jsonl" else "text"
+        writer = TraceWriter(stream, format=text_format, filter=record_filter(args))
         totals = TraceSummary() if summary else None
         emit: Callable[[Record], None] = (
             writer if totals is None else fan_out(totals.add_record, writer)
@@ -159,9 +201,30 @@ def open_trace(
             redact=redact,
             max_message_size=limit,
             max_body=args.trace_max_body,
+            raw=args.trace_bytes,
         )
         yield _peer_filtered(factory, tuple(args.trace_peer)) if args.trace_peer else factory
         if totals is not None:
-            out = stream if trace_format(args) == "text" else sys.stderr
+            out = stream if text_format == "text" else sys.stderr
             out.write(f"trace summary:\n{totals.text()}\n")
         stream.flush()
+
+
+@contextlib.contextmanager
+def _capture_stream(args: argparse.Namespace, default_stream: TextIO) -> Iterator[BinaryIO]:
+    """--trace-file opened for binary writing, else stdout's bytes when it is not a terminal."""
+    if args.trace_file:
+        with open(args.trace_file, "wb") as capture:
+            yield capture
+        return
+    if default_stream is not sys.stdout or default_stream.isatty():
+        raise ValueError(
+            "--trace-format pcapng writes a binary capture: give --trace-file PATH"
+            + (
+                " (or pipe stdout, e.g. into wireshark -k -i -)"
+                if default_stream is sys.stdout
+                else ""
+            )
+        )
+    yield default_stream.buffer
+    default_stream.buffer.flush()

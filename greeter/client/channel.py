@@ -46,6 +46,9 @@ else:
 
 log = logging.getLogger("greeter.client")
 
+CLOSE_WAIT = 1.0
+"""Seconds `async with Channel(...)` waits at exit for its connections to close."""
+
 SendT = TypeVar("SendT")
 RecvT = TypeVar("RecvT")
 MetadataLike = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
@@ -132,7 +135,12 @@ class Channel(StubChannel):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        closing = [transport.closed for transport in self._transports.values()]
         self.close()
+        if closing:
+            # Until the sockets are closed (the GOAWAY written, a tap's close record emitted),
+            # bounded: a peer that never reads must not hold up the caller.
+            await asyncio.wait(closing, timeout=CLOSE_WAIT)
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ class ClientTransport(asyncio.Protocol):
         self.connection_id = connection_id
         self._on_draining = on_draining
         self._observer: SafeObserver | None = None
+        self._closed_by: str | None = None
+        """Why this side closed the socket, when it did (the tap's close reason)."""
         self.calls: dict[int, CallSink] = {}
         self._send_waiters: dict[int, asyncio.Future[None]] = {}
         self._writable: asyncio.Future[None] | None = None
@@ -100,7 +102,9 @@ class ClientTransport(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.peer = Peer(self.transport)
-        self._observer = open_observer(self._tap, self.connection_id, format_peer(self.peer.addr()))
+        self._observer = open_observer(
+            self._tap, self.connection_id, format_peer(self.peer.addr()), self.transport
+        )
         self.conn = ClientConnection(
             self._config,
             authority=self._authority,
@@ -126,7 +130,7 @@ class ClientTransport(asyncio.Protocol):
         self.schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        reason = str(exc) if exc else "closed by the server"
+        reason = str(exc) if exc else self._closed_by or "closed by the server"
         for timer in (self._ping_timer, self._ping_deadline):
             if timer is not None:
                 timer.cancel()
@@ -176,6 +180,7 @@ class ClientTransport(asyncio.Protocol):
         for stream_id in [s for s in self._send_waiters if not self.conn.is_send_blocked(s)]:
             self._wake(stream_id)
         if self.conn.draining and not self.calls and not self.transport.is_closing():
+            self._closed_by = "closed by the client: drained"
             self.transport.close()
 
     async def send_window_open(self, stream_id: int) -> None:
@@ -203,6 +208,7 @@ class ClientTransport(asyncio.Protocol):
             self.conn.close()
             self.flush()
         if getattr(self, "transport", None) is not None:
+            self._closed_by = "aborted by the client"
             self.transport.abort()
 
     def close(self) -> None:
@@ -211,6 +217,7 @@ class ClientTransport(asyncio.Protocol):
             return
         self.conn.close()
         self.flush()
+        self._closed_by = "closed by the client"
         self.transport.close()
 
     # -- core events -------------------------------------------------------------------------------

@@ -30,11 +30,10 @@ __all__ = ["close_listener"]
 log = logging.getLogger("greeter.server")
 
 
-async def close_listener(
-    server: asyncio.Server, factory: Callable[[], asyncio.Protocol], tls: dict[str, Any]
-) -> None:
+async def close_listener(server: asyncio.Server, factory: Callable[[], asyncio.Protocol]) -> None:
     """Stop accepting on `server`; connections already accepted or queued get `factory`'s
-    protocol (with `tls`, create_server's TLS arguments) as if accepted normally."""
+    protocol as if accepted normally (with TLS its gate runs the handshake,
+    greeter.server.tls_gate)."""
     loop = asyncio.get_running_loop()
     listeners = server.sockets
     if isinstance(loop, asyncio.SelectorEventLoop):
@@ -45,7 +44,7 @@ async def close_listener(
     # In the same step as the take: only a handshake the kernel completes in between (a few
     # microseconds) can still be reset.
     server.close()
-    adopted = [loop.connect_accepted_socket(factory, conn, **tls) for conn in queued]
+    adopted = [loop.connect_accepted_socket(factory, conn) for conn in queued]
     results = await asyncio.gather(*adopted, return_exceptions=True)
     for conn, result in zip(queued, results, strict=True):
         if isinstance(result, Exception):  # the peer left meanwhile, or its TLS handshake failed

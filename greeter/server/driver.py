@@ -129,7 +129,7 @@ class ConnectionDriver(asyncio.Protocol):
         self.peer = Peer(self.transport)
         config = self._server.config
         self._observer = open_observer(
-            self._server.tap, self.connection_id, format_peer(self.peer.addr())
+            self._server.tap, self.connection_id, format_peer(self.peer.addr()), self.transport
         )
         on_bytes = self._observer.observe if self._observer is not None else None
         self.conn = ServerConnection(config.limits, on_bytes=on_bytes)
@@ -457,17 +457,20 @@ class ConnectionDriver(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._unflushed_messages = 0
-        data = self.conn.data_to_send()
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
-            if self._server.monitor is not None:
-                self._server.monitor.bytes_sent(len(data))
+        self._write_pending()
         # Queued messages and trailers were just handed to HTTP/2: a sender waiting for room
         # may go on, and a draining connection whose last response went out may close.
         for stream_id in [s for s in self._send_waiters if not self.conn.is_send_blocked(s)]:
             self._wake_sender(stream_id)
         if self._draining and not self.conn.closed:
             self._close_if_drained()
+
+    def _write_pending(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+            if self._server.monitor is not None:
+                self._server.monitor.bytes_sent(len(data))
 
     def start_shutdown(self) -> None:
         """Send the first GOAWAY; the connection closes once acknowledged and RPCs are done."""
@@ -482,6 +485,9 @@ class ConnectionDriver(asyncio.Protocol):
         """Cancel what is left, send the final GOAWAY and close."""
         for stream in list(self._rpcs.values()):
             self._fail(stream, Status.UNAVAILABLE, reason or "server shutting down")
+        if not self.conn.closed:
+            # Write their trailers now: the final GOAWAY drops every queued stream.
+            self._write_pending()
         self.conn.close(error_code, reason)
         self._flush()
         self.transport.close()

@@ -19,7 +19,7 @@ import socket
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from ssl import SSLContext
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from grpclib.const import Handler
 
@@ -29,7 +29,7 @@ from greeter.server.config import SERVER_RANGES, ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
-from greeter.server.tls import AlpnGate
+from greeter.server.tls_gate import TlsGate
 from greeter.tap.attach import ObserverFactory
 from greeter.wire.errors import SetupFileError
 from greeter.wire.ranges import LISTEN_PORT, check_value
@@ -100,7 +100,6 @@ class Server:
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
-        self._tls: dict[str, Any] = {}
         self._stopping = False
         self._closing = False
         """The listener is closing or closed: a connection admitted now gets GOAWAY at once."""
@@ -154,21 +153,21 @@ class Server:
         loop = asyncio.get_running_loop()
         self._closing = False
         factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
-        tls: dict[str, Any] = {}
         if self.ssl is not None:
-            factory = functools.partial(AlpnGate, factory)
-            # The TLS handshake precedes the connection's own handshake timer: same limit.
-            tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.config.timeouts.handshake}
-        self._factory, self._tls = factory, tls
+            # The gate runs the TLS handshake (so that a failed one is logged and traced); it
+            # precedes the connection's own handshake timer, with the same limit.
+            timeout = self.config.timeouts.handshake
+            factory = functools.partial(TlsGate, self.ssl, factory, self, timeout)
+        self._factory = factory
         if self.uds is not None:
             directory = os.path.dirname(os.path.abspath(self.uds))
             if not os.path.isdir(directory):
                 raise SetupFileError(f"Unix socket {self.uds}: no directory {directory}")
             _remove_stale_socket(self.uds)
-            self._server = await loop.create_unix_server(factory, self.uds, **tls)
+            self._server = await loop.create_unix_server(factory, self.uds)
         else:
             self._server = await loop.create_server(
-                factory, self.host, self.requested_port, reuse_port=self.reuse_port, **tls
+                factory, self.host, self.requested_port, reuse_port=self.reuse_port
             )
 
     @property
@@ -207,7 +206,7 @@ class Server:
             await asyncio.sleep(self.config.drain_delay)
         self._server = None
         self._closing = True
-        await close_listener(server, self._factory, self._tls)
+        await close_listener(server, self._factory)
         grace = self.config.grace_period if grace is None else grace
         for connection in list(self.connections):
             connection.start_shutdown()

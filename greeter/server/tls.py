@@ -1,11 +1,11 @@
-"""TLS for gRPC over HTTP/2: the server's and the client's SSLContext, and the ALPN gate.
+"""TLS for gRPC over HTTP/2: the server's and the client's SSLContext, and the ALPN they agreed.
 
 Stdlib ssl and asyncio only; no protocol logic. HTTP/2 over TLS is negotiated with ALPN "h2" (RFC
 9113 §3.2) and gRPC speaks nothing else, so both contexts offer only "h2" and the server closes
-every TLS connection that did not select it (`AlpnGate`). The contexts follow RFC 9113 §9.2: TLS 1.2
-or later, no TLS compression, no renegotiation, and on TLS 1.2 only ephemeral key exchange with AEAD
-ciphers (§9.2.2). TLS 1.3's suites are all AEAD with ephemeral keys, and OpenSSL's defaults for them
-are kept.
+every TLS connection that did not select it (greeter.server.tls_gate). The contexts follow RFC
+9113 §9.2: TLS 1.2 or later, no TLS compression, no renegotiation, and on TLS 1.2 only ephemeral
+key exchange with AEAD ciphers (§9.2.2). TLS 1.3's suites are all AEAD with ephemeral keys, and
+OpenSSL's defaults for them are kept.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import Callable
 
 from greeter.wire.errors import SetupFileError
 
@@ -110,43 +109,3 @@ def negotiated_alpn(transport: asyncio.BaseTransport) -> str | None:
         return None
     selected: str | None = ssl_object.selected_alpn_protocol()
     return selected
-
-
-def _describe_peer(peername: object) -> str:
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
-    return str(peername) if peername else "a Unix socket peer"
-
-
-class AlpnGate(asyncio.Protocol):
-    """The first protocol of every TLS connection: it runs once the handshake is done.
-
-    When the client agreed to "h2" the gate builds the real protocol (`factory`), hands it the
-    transport (``transport.set_protocol``) and steps aside, so it costs nothing afterwards.
-    Otherwise -- no ALPN, or "http/1.1" -- it logs and closes; the real protocol never exists,
-    so such a connection is never counted or traced as a gRPC connection.
-    """
-
-    def __init__(self, factory: Callable[[], asyncio.Protocol]) -> None:
-        self._factory = factory
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        selected = negotiated_alpn(transport)
-        if selected != ALPN_H2:
-            log.warning(
-                "closing TLS connection from %s: ALPN %s, gRPC needs %r",
-                _describe_peer(transport.get_extra_info("peername")),
-                repr(selected) if selected else "not negotiated",
-                ALPN_H2,
-            )
-            transport.close()
-            return
-        protocol = self._factory()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        """Bytes from a rejected client, arriving while the close is under way: ignored."""
-
-    def eof_received(self) -> bool | None:
-        return None

@@ -15,7 +15,12 @@ log = logging.getLogger("greeter.tap")
 
 
 class ConnectionObserver(Protocol):
-    """Sees a connection's raw bytes (the wire tap); its `observe` is the core's `on_bytes`."""
+    """Sees a connection's raw bytes (the wire tap); its `observe` is the core's `on_bytes`.
+
+    An observer may also define ``connected(local, remote, tls)``: called once before any
+    bytes with the socket's own and the peer's address (`format_peer` spelling) and whether
+    the bytes it sees came out of TLS (greeter.tap.capture records them for packet captures).
+    """
 
     def observe(self, direction: Literal["in", "out"], data: bytes) -> None: ...
 
@@ -50,6 +55,21 @@ class SafeObserver:
             log.exception("connection %d: the tap failed; tracing stops", self._connection_id)
             self._observer = None
 
+    def connected(self, transport: Any) -> None:
+        """Tell the observer where the asyncio `transport` runs, if it wants to know."""
+        connected = getattr(self._observer, "connected", None)
+        if connected is None:
+            return
+        try:
+            connected(
+                format_peer(transport.get_extra_info("sockname")),
+                format_peer(transport.get_extra_info("peername")),
+                transport.get_extra_info("ssl_object") is not None,
+            )
+        except Exception:
+            log.exception("connection %d: the tap failed; tracing stops", self._connection_id)
+            self._observer = None
+
     def close(self, reason: str) -> None:
         if self._observer is None:
             return
@@ -61,13 +81,17 @@ class SafeObserver:
 
 
 def open_observer(
-    tap: ObserverFactory | None, connection_id: int, peer: str | None
+    tap: ObserverFactory | None, connection_id: int, peer: str | None, transport: Any = None
 ) -> SafeObserver | None:
-    """``tap(connection_id, peer)`` wrapped in a SafeObserver; None without a tap or if it fails."""
+    """``tap(connection_id, peer)`` wrapped in a SafeObserver and told of its `transport`
+    (when given); None without a tap or if it fails."""
     if tap is None:
         return None
     try:
-        return SafeObserver(tap(connection_id, peer), connection_id)
+        observer = SafeObserver(tap(connection_id, peer), connection_id)
     except Exception:
         log.exception("connection %d: the tap factory failed; not tracing it", connection_id)
         return None
+    if transport is not None:
+        observer.connected(transport)
+    return observer

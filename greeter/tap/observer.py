@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Literal
 
+from greeter.tap.capture import ByteCapture
 from greeter.tap.flow import FlowControl
 from greeter.tap.frames import FrameDecoder
 from greeter.tap.records import (
@@ -59,6 +60,8 @@ class Tap:
     bounds what it reassembles and inflates per message (use the endpoint's receive limit);
     ``max_body`` (default ``max_message_size``) caps the bytes each record keeps of a DATA
     payload, an unknown frame's payload or a message (greeter/tap/rpc.py).
+    ``raw`` adds the raw bytes to the trace (greeter/tap/capture.py): a ``transport`` record
+    when :meth:`connected` is called and a bytes record before each chunk's decoded records.
     """
 
     def __init__(
@@ -75,9 +78,22 @@ class Tap:
         max_streams: int = MAX_TRACKED_STREAMS,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_body: int | None = None,
+        raw: bool = False,
     ) -> None:
         self._emit = emit
         self._max_body = max_message_size if max_body is None else max_body
+        self._capture = (
+            ByteCapture(
+                emit,
+                connection_id=connection_id,
+                role=role,
+                peer=peer,
+                clock=clock,
+                wall_clock=wall_clock,
+            )
+            if raw
+            else None
+        )
         self._max_streams = max_streams
         self._connection_id = connection_id
         self._peer = peer
@@ -128,6 +144,8 @@ class Tap:
         if self._silent:
             return
         try:
+            if self._capture is not None:
+                self._capture.observe(direction, data)
             for record in self._decoders[direction].feed(data):
                 if type(record) is FrameRecord:
                     self._on_frame(record)
@@ -138,6 +156,11 @@ class Tap:
                         self._emit(self._connection_record(record.direction, at))
         except Exception as exc:  # a tap must never break the connection it watches
             self._fail(direction, exc)
+
+    def connected(self, local: str | None, remote: str | None, tls: bool) -> None:
+        """The socket's addresses, before any byte: a ``transport`` record when ``raw``."""
+        if self._capture is not None and not self._silent:
+            self._capture.connected(local, remote, tls)
 
     @property
     def tracked_streams(self) -> int:
@@ -314,6 +337,7 @@ class TapFactory:
         redact: Iterable[str] = DEFAULT_REDACT,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_body: int | None = None,
+        raw: bool = False,
     ) -> None:
         if max_body is not None and max_body < 0:
             raise ValueError(f"max_body {max_body}: expected bytes >= 0")
@@ -325,6 +349,8 @@ class TapFactory:
         """Largest message each Tap reassembles and decompresses (default gRPC's 4 MiB)."""
         self.max_body = max_body
         """Bytes of a payload or message a record keeps (None: ``max_message_size``)."""
+        self.raw = raw
+        """Each Tap also emits the raw bytes (``--trace-bytes``, what ``trace pcapng`` needs)."""
 
     def __call__(self, connection_id: int, peer: str | None) -> Tap:
         return Tap(
@@ -336,4 +362,5 @@ class TapFactory:
             redact=self.redact,
             max_message_size=self.max_message_size,
             max_body=self.max_body,
+            raw=self.raw,
         )

@@ -276,9 +276,15 @@ class RpcRecord:
     """Bytes of the messages seen each way as framed on the wire (5-byte prefix plus
     Message-Length, compressed as sent)."""
     wall: float | None = None
+    aborted: str | None = None
+    """At ``end``, set when the RPC ended without a status: ``"reset"`` (RST_STREAM, see
+    ``reset``), ``"cut"`` (the connection closed, or the stream was above a GOAWAY's last stream
+    id; ``status_message`` says which) or ``"no status"`` (the response ended without one)."""
 
 
-ConnectionEvent = Literal["open", "window", "stall", "unstall", "ping_rtt", "goaway", "close"]
+ConnectionEvent = Literal[
+    "open", "window", "stall", "unstall", "ping_rtt", "goaway", "close", "transport"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +299,11 @@ class ConnectionRecord:
     is its release, with ``duration``. ``ping_rtt`` has ``duration`` from PING to its ACK and
     the direction the PING went. ``open`` (the client preface) and ``close`` carry ``peer``;
     ``close`` has no direction. Window arithmetic and its approximation: greeter/tap/flow.py.
+
+    ``transport`` (only when raw bytes are captured: greeter/tap/capture.py) comes first and
+    names the socket: ``local`` and ``peer`` addresses, ``tls``, ``epoch`` (the wall clock at
+    ``timestamp``) and as ``direction`` the way the connection was opened: ``"in"`` when the
+    peer connected to the tapped endpoint, ``"out"`` when the endpoint connected to the peer.
     """
 
     layer: ClassVar[str] = "connection"
@@ -312,8 +323,37 @@ class ConnectionRecord:
     reason: str | None = None
     peer: str | None = None
     wall: float | None = None
+    local: str | None = None
+    """``transport``: the tapped endpoint's own address (``host:port``, or a Unix socket path)."""
+    tls: bool | None = None
+    """``transport``: the bytes travel inside TLS (the tap sees them decrypted)."""
+    epoch: float | None = None
+    """``transport``: seconds since the Unix epoch (``time.time()``) at ``timestamp``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BytesRecord:
+    """One chunk of raw bytes as the endpoint read (``"in"``) or wrote (``"out"``) it.
+
+    Emitted only when raw bytes are captured (greeter/tap/capture.py), before the records the
+    chunk decodes into: what a packet capture of the connection would carry (plaintext for TLS).
+    """
+
+    layer: ClassVar[str] = "bytes"
+
+    connection_id: int
+    direction: Direction
+    timestamp: float
+    data: bytes
+    wall: float | None = None
 
 
 Record = (
-    FrameRecord | PrefaceRecord | DecodeErrorRecord | MessageRecord | RpcRecord | ConnectionRecord
+    FrameRecord
+    | PrefaceRecord
+    | DecodeErrorRecord
+    | MessageRecord
+    | RpcRecord
+    | ConnectionRecord
+    | BytesRecord
 )

@@ -339,6 +339,9 @@ class Calls:
             return
         call.ended = True
         status = _status(fields.get("grpc-status"))
+        aborted = None
+        if status is None:
+            aborted = "reset" if reset is not None else "cut" if cut is not None else "no status"
         message = fields.get("grpc-message")
         details = fields.get("grpc-status-details-bin")
         if record is not None:
@@ -374,6 +377,7 @@ class Calls:
                 request_bytes=call.sizes[self._requests],
                 response_bytes=call.sizes[self._responses],
                 wall=wall,
+                aborted=aborted,
             )
         )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from greeter.tap.jsonl import iso_wall, message_type
 from greeter.tap.records import (
+    BytesRecord,
     ConnectionRecord,
     DecodeErrorRecord,
     FrameRecord,
@@ -32,7 +33,13 @@ from greeter.tap.records import (
 
 INDENT = "    "
 ARROWS = {"in": "<-", "out": "->", None: "··"}
-LAYER_TAGS = {"frame": "frame", "message": "msg  ", "rpc": "rpc  ", "connection": "conn "}
+LAYER_TAGS = {
+    "frame": "frame",
+    "message": "msg  ",
+    "rpc": "rpc  ",
+    "connection": "conn ",
+    "bytes": "bytes",
+}
 WIRE_TYPES = {0: "VARINT", 1: "I64", 2: "LEN", 3: "SGROUP", 4: "EGROUP", 5: "I32"}
 TIMING_LABELS = {
     "response_headers": "headers",
@@ -52,6 +59,7 @@ _LAYER_COLORS = {
     "message": "\x1b[35m",
     "rpc": "\x1b[33m",
     "connection": "\x1b[90m",
+    "bytes": "\x1b[90m",
 }
 
 
@@ -284,9 +292,17 @@ def _connection(record: ConnectionRecord, style: _Style) -> Lines:
         parts.append(f"last=s{record.last_stream_id}")
     if record.peer is not None:
         parts.append(f"peer={record.peer}")
+    if record.local is not None:
+        parts.append(f"local={record.local}")
+    if record.tls:
+        parts.append("tls")
     if record.reason is not None:
         parts.append(repr(record.reason))
     return [" ".join(parts)]
+
+
+def _bytes(record: BytesRecord, style: _Style) -> Lines:
+    return [f"{len(record.data)} {style.blob(record.data)}"]
 
 
 def _windows(scope: str, window_in: int | None, window_out: int | None) -> list[str]:
@@ -303,4 +319,5 @@ _SUMMARIES: dict[type, Callable[[Any, _Style], Lines]] = {
     MessageRecord: _message,
     RpcRecord: _rpc,
     ConnectionRecord: _connection,
+    BytesRecord: _bytes,
 }

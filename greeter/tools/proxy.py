@@ -125,7 +125,7 @@ class Proxy:
                 return
             up_reader, up_writer = upstream
             self._writers.add(up_writer)
-            observer = open_observer(self.tap, connection_id, peer)
+            observer = open_observer(self.tap, connection_id, peer, writer.transport)
             reason = "proxy stopped"
             try:
                 reason = await self._relay(reader, writer, up_reader, up_writer, observer)

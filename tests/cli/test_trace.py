@@ -11,18 +11,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from greeter.tap.jsonl import read_jsonl
-from tests.support.peers import REPO_ROOT, ServerProcess, spawn_greeter_server, stopped_after
+from tests.support.peers import REPO_ROOT, spawn_greeter_server, spawn_proxy
 
 pytestmark = pytest.mark.timeout(30)
-
-PROXYING_LINE = r"proxying (\S+):(\d+) -> "
 
 
 def greeter(*args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
@@ -130,16 +126,6 @@ def test_serve_trace_file_jsonl_parses_after_shutdown(tmp_path: Path) -> None:
     assert {"HEADERS", "DATA", "SETTINGS"} <= types
     replies = [r for r in records if r["layer"] == "message" and r["direction"] == "out"]
     assert replies[0]["message_type"] == "greet.HelloReply"
-
-
-@contextmanager
-def spawn_proxy(target: str, *extra: str) -> Iterator[ServerProcess]:
-    argv = [sys.executable, "-m", "greeter", "proxy", "--listen", "127.0.0.1:0"]
-    process = ServerProcess([*argv, "--target", target, *extra], cwd=REPO_ROOT)
-    with stopped_after(process, stop_timeout=10):
-        match = process.wait_for_line(PROXYING_LINE, timeout=20)
-        process.target = f"{match.group(1)}:{match.group(2)}"
-        yield process
 
 
 def test_proxy_command_relays_and_traces() -> None:

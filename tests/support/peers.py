@@ -313,6 +313,22 @@ def wait_serving(process: ServerProcess, timeout: float) -> None:
     process.target = f"{match.group(1)}:{match.group(2)}"
 
 
+PROXYING_LINE = r"proxying (\S+):(\d+) -> "
+
+
+@contextmanager
+def spawn_proxy(target: str, *extra_args: str) -> Iterator[ServerProcess]:
+    """Start `python -m greeter proxy --listen 127.0.0.1:0 --target TARGET EXTRA_ARGS`; yield it
+    once it logged "proxying HOST:PORT -> ..." (its `target` is where clients connect)."""
+    argv = [sys.executable, "-m", "greeter", "proxy", "--listen", "127.0.0.1:0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = ServerProcess([*argv, "--target", target, *extra_args], cwd=REPO_ROOT, env=env)
+    with stopped_after(process, stop_timeout=10):
+        match = process.wait_for_line(PROXYING_LINE, timeout=20)
+        process.target = f"{match.group(1)}:{match.group(2)}"
+        yield process
+
+
 @contextmanager
 def spawn_interop_server(
     *extra_args: str, ready_timeout: float = 20, stop_timeout: float = 10

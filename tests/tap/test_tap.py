@@ -577,8 +577,9 @@ def test_rpcs_cut_by_goaway_or_a_closed_connection_get_an_end_record() -> None:
     t.pair.pump()
     ends = t.of(RpcRecord, event="end")
     [cut] = [r for r in ends if r.stream_id == late]
-    assert cut.status is None and cut.reset is None
+    assert cut.status is None and cut.reset is None and cut.aborted == "cut"
     assert cut.status_message == f"cut: above GOAWAY's last stream id {processed}: never processed"
     t.tap.close("peer closed")
     [closed] = [r for r in t.of(RpcRecord, event="end") if r.stream_id == processed]
     assert closed.status_message == "cut: connection closed: peer closed"
+    assert closed.aborted == "cut"
