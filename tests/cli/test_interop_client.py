@@ -21,6 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.peers import (
+    INTEROP_CASES as CASES,
+)
+from tests.support.peers import (
     ServerProcess,
     assert_one_line_failure,
     run_greeter,
@@ -33,29 +36,6 @@ pytestmark = pytest.mark.timeout(60)
 
 GREETER = "greeter"
 AIO = "grpc.aio"
-CASES = (
-    "empty_unary",
-    "large_unary",
-    "client_compressed_unary",
-    "server_compressed_unary",
-    "client_streaming",
-    "client_compressed_streaming",
-    "server_streaming",
-    "server_compressed_streaming",
-    "ping_pong",
-    "empty_stream",
-    "custom_metadata",
-    "status_code_and_message",
-    "special_status_message",
-    "unimplemented_method",
-    "unimplemented_service",
-    "cancel_after_begin",
-    "cancel_after_first_response",
-    "timeout_on_sleeping_server",
-)
-"""Every case of doc/interop-test-descriptions.md a plaintext client can run, in its order (the
-command runs as a subprocess: importing greeter.cli here would load grpclib's reflection protos
-into protobuf's default pool before grpcio-reflection's, which other tests import)."""
 PARALLEL_CASES = 4
 """Case subprocesses run at once against one server."""
 

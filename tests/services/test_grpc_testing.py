@@ -47,11 +47,8 @@ from gen.grpc.testing import (
     StreamingOutputCallResponse,
 )
 from greeter.server.context import current_rpc
-from tests.support.peers import (
-    ServerProcess,
-    spawn_aio_server,
-    spawn_interop_server,
-)
+from tests.services.conftest import GREETER
+from tests.support.peers import ServerProcess
 from tests.support.rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -116,21 +113,8 @@ class Requests:
             yield item
 
 
-GREETER = "greeter"
-AIO = "grpc.aio"
 GREETER_ONLY = pytest.mark.parametrize("interop_process", [GREETER], indirect=True)
 """A case grpc.aio's TestService cannot serve (see the module docstring): greeter only."""
-
-
-@pytest.fixture(scope="module", params=[GREETER, AIO])
-def interop_process(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    """The TestService server under test: greeter's interop-server or grpc.aio's."""
-    spawn = spawn_interop_server if request.param == GREETER else spawn_aio_server
-    with spawn() as process:
-        yield process
-    output = process.lines()
-    assert process.proc.returncode == 0, "\n".join(output)
-    assert not [line for line in output if "Traceback" in line], "\n".join(output)
 
 
 @pytest.fixture

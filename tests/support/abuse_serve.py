@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import signal
 import sys
 from typing import Any
 
@@ -39,14 +38,11 @@ def _build(cls: Any, values: dict[str, Any]) -> Any:
 
 async def _serve(config: ServerConfig) -> None:
     server = Server([Greeter(), Health()], host="127.0.0.1", port=0, config=config)
-    await server.start()
-    log.info("serving %s on %s", ", ".join(server.service_names), server.address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop()
+
+    def ready() -> None:  # once SIGTERM is a graceful stop (it used to come before the handlers)
+        log.info("serving %s on %s", ", ".join(server.service_names), server.address)
+
+    await server.serve_until_signalled(ready=ready)
     log.info("stopped")
 
 

@@ -87,6 +87,32 @@ def require_node_peers() -> str:
     return node
 
 
+INTEROP_CASES = (
+    "empty_unary",
+    "large_unary",
+    "client_compressed_unary",
+    "server_compressed_unary",
+    "client_streaming",
+    "client_compressed_streaming",
+    "server_streaming",
+    "server_compressed_streaming",
+    "ping_pong",
+    "empty_stream",
+    "custom_metadata",
+    "status_code_and_message",
+    "special_status_message",
+    "unimplemented_method",
+    "unimplemented_service",
+    "cancel_after_begin",
+    "cancel_after_first_response",
+    "timeout_on_sleeping_server",
+)
+"""Every case of doc/interop-test-descriptions.md a plaintext client can run, in its order: what
+greeter's `interop-client` and interop/node/interop_client.js run (the lists are not imported
+from greeter.cli: importing it in a test process would load grpclib's reflection protos into
+protobuf's default pool before grpcio-reflection's, which other tests import)."""
+
+
 def run_node_client(target: str, *args: str, timeout: float = 30) -> dict[str, Any]:
     """Run `node interop/node/client.js TARGET SCENARIO ARGS...` and return its one JSON line.
 
@@ -94,18 +120,8 @@ def run_node_client(target: str, *args: str, timeout: float = 30) -> dict[str, A
     the scenario's results (see client.js). An RPC that ended with an error status is a normal
     result; a client crash, bad usage, missing JSON or a timeout raises AssertionError.
     """
-    node = require_node_peers()
-    argv = [node, str(NODE_DIR / "client.js"), target, *args]
     try:
-        done = subprocess.run(
-            argv,
-            cwd=NODE_DIR,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = _run_node("client.js", target, *args, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(
             f"grpc-js client {args} against {target} did not finish within {timeout} s;"
@@ -119,6 +135,30 @@ def run_node_client(target: str, *args: str, timeout: float = 30) -> dict[str, A
         )
     result: dict[str, Any] = json.loads(lines[0])
     return result
+
+
+def run_node_interop_client(
+    target: str, case: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run gRPC's interop case `case` (or "all") with grpc-js as the client
+    (interop/node/interop_client.js) against the TestService at `target`, "HOST:PORT"."""
+    host, _, port = target.rpartition(":")
+    flags = (f"--server_host={host}", f"--server_port={port}", f"--test_case={case}")
+    return _run_node("interop_client.js", *flags, timeout=timeout)
+
+
+def _run_node(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`node interop/node/SCRIPT ARGS...`, its output captured."""
+    argv = [require_node_peers(), str(NODE_DIR / script), *args]
+    return subprocess.run(
+        argv,
+        cwd=NODE_DIR,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _text(output: str | bytes | None) -> str:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from greeter.tap.records import error_code_name as error_name
-from tests.support.abuse import AbuseFactory
+from tests.support.abuse import AbuseFactory, MemoryBound, NotAMemoryAttack
 from tests.support.h2peer import FRAME_SIZE_ERROR, LOTS_OF_GREETINGS, NO_ERROR, PROTOCOL_ERROR
 
 EXTRA_CONNECTIONS = 50
@@ -24,7 +24,8 @@ def test_connection_cap(abuse: AbuseFactory) -> None:
     busy one; the polite client (grpcio) reconnects when it is the one closed and loses no call;
     a newcomer is refused only when every connection has an RPC."""
     cap = 5
-    with abuse(max_connections=cap) as run:  # the polite client is connection 1
+    fds = NotAMemoryAttack("55 connections hold about 1 MiB: the cap protects file descriptors")
+    with abuse(memory=fds, max_connections=cap) as run:  # the polite client is connection 1
         busy = [run.attacker() for _ in range(cap - 1)]
         for attacker in busy:
             _, headers = attacker.request(LOTS_OF_GREETINGS)
@@ -55,7 +56,9 @@ def test_connection_cap(abuse: AbuseFactory) -> None:
 def test_cli_limits(abuse: AbuseFactory) -> None:
     """The same limits through `greeter serve` flags: a slowloris peer is closed at the handshake
     timeout; one over the cap of 2 is admitted by closing the connection idle longest."""
-    with abuse(cli=["--handshake-timeout", "1", "--max-connections", "2"]) as run:
+    fds = NotAMemoryAttack("three connections: the limits bound time and file descriptors")
+    cli = ["--handshake-timeout", "1", "--max-connections", "2"]
+    with abuse(memory=fds, cli=cli) as run:
         slow = run.attacker(handshake=False)  # connection 2 of 2, sends nothing
         with run.attack():
             over = run.attacker()  # admitted: SETTINGS came
@@ -93,7 +96,7 @@ GARBAGE = {
 def test_garbage_instead_of_preface(abuse: AbuseFactory, kind: str) -> None:
     """Not HTTP/2: GOAWAY(PROTOCOL_ERROR) (RFC 9113 §3.4) and a close, no traceback."""
     garbage = GARBAGE[kind]()
-    with abuse() as run:
+    with abuse(memory=NotAMemoryAttack("a few KiB, refused at the preface")) as run:
         attacker = run.attacker(handshake=False)
         with run.attack():
             attacker.send(garbage)
@@ -108,7 +111,8 @@ def test_garbage_instead_of_preface(abuse: AbuseFactory, kind: str) -> None:
 def test_garbage_frames_after_preface(abuse: AbuseFactory) -> None:
     """A valid preface, then random bytes, on 20 connections (seeded): each closed promptly."""
     idle = 2.0  # what closes them if nothing else does
-    with abuse(timeouts={"idle": idle}) as run:
+    small = NotAMemoryAttack("20 connections of 2 KiB each, refused at their first bad frame")
+    with abuse(memory=small, timeouts={"idle": idle}) as run:
         attackers = [run.attacker() for _ in range(20)]  # preface + SETTINGS exchanged
         with run.attack():
             for seed, attacker in enumerate(attackers):
@@ -130,7 +134,10 @@ def test_garbage_frames_after_preface(abuse: AbuseFactory) -> None:
 def test_oversized_frame_header(abuse: AbuseFactory) -> None:
     """Frame headers announcing 16 MiB (> MAX_FRAME_SIZE 16 KiB), the body sent but one byte."""
     connections, length = 4, 2**24 - 1
-    with abuse() as run:
+    memory = MemoryBound(
+        connections * length, "each 16 MiB frame buffered whole before it is parsed", admitted=0
+    )
+    with abuse(memory=memory) as run:
         attackers = [run.attacker() for _ in range(connections)]
         header = length.to_bytes(3, "big") + bytes([0x0, 0x0]) + (1).to_bytes(4, "big")  # DATA
         chunk = b"\x00" * (1024 * 1024)

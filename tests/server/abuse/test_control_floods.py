@@ -9,7 +9,7 @@ import pytest
 from hyperframe.frame import PingFrame, SettingsFrame
 
 from greeter.tap.records import error_code_name as error_name
-from tests.support.abuse import AbuseFactory
+from tests.support.abuse import AbuseFactory, NotAMemoryAttack
 from tests.support.attacker import Attacker
 from tests.support.h2peer import (
     BIDI_HELLO,
@@ -77,7 +77,8 @@ FLOODS = {
 def test_control_frame_flood(abuse: AbuseFactory, kind: str) -> None:
     """Ten thousand frames that make the server work without advancing any request."""
     frames, answers = FLOODS[kind]
-    with abuse(limits=FLOOD_LIMITS) as run:
+    work = NotAMemoryAttack("each frame is handled and forgotten at once: CPU and output")
+    with abuse(memory=work, limits=FLOOD_LIMITS) as run:
         attacker = run.attacker()
         with run.attack():
             sent = attacker.burst(frames(attacker), max_frames=FLOOD_FRAMES)
@@ -112,7 +113,9 @@ def _acked(attacker: Attacker, opaque: bytes) -> bool:
 def test_ping_strikes(abuse: AbuseFactory) -> None:
     """gRFC A8 with the defaults: PINGs on a connection without streams, one per round trip."""
     max_pings = 20
-    with abuse(limits={"min_ping_interval": 300.0, "max_ping_strikes": 2}) as run:
+    work = NotAMemoryAttack("a few PINGs: the policy bounds the work of answering them")
+    limits = {"min_ping_interval": 300.0, "max_ping_strikes": 2}
+    with abuse(memory=work, limits=limits) as run:
         attacker = run.attacker()
         pings = 0
         with run.attack():

@@ -9,7 +9,7 @@ from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from greeter.tap.records import error_code_name as error_name
-from tests.support.abuse import AbuseFactory
+from tests.support.abuse import AbuseFactory, MemoryBound, NotAMemoryAttack
 from tests.support.h2peer import (
     DEFAULT_MAX_FRAME_SIZE,
     ENHANCE_YOUR_CALM,
@@ -38,7 +38,16 @@ def test_continuation_flood(
     abuse: AbuseFactory, payload: int, expected_code: int, defence: str
 ) -> None:
     """HEADERS without END_HEADERS, then thousands of CONTINUATION frames that never end it."""
-    with abuse(limits=HEADER_LIMITS) as run:
+    memory = (
+        MemoryBound(
+            CONTINUATION_FRAMES * payload,
+            "a block's fragments kept until END_HEADERS",
+            admitted=HEADER_LIMITS["max_header_list_size"] + 1024,  # the block cap
+        )
+        if payload
+        else NotAMemoryAttack("empty fragments: work per frame, no bytes to keep")
+    )
+    with abuse(memory=memory, limits=HEADER_LIMITS) as run:
         attacker = run.attacker()
         stream_id = attacker.new_stream_id()
         block = attacker.encoder.encode(request_headers(SAY_HELLO))
@@ -64,14 +73,19 @@ def test_continuation_flood(
 
 @pytest.mark.timeout(30)
 def test_hpack_bomb(abuse: AbuseFactory) -> None:
-    """A 4 KB header put in the HPACK dynamic table, then referenced 1,000 times (about 4 MB)."""
-    references = 1_000
-    with abuse(limits=HEADER_LIMITS) as run:
+    """A 4 KB header put in the HPACK dynamic table, then referenced 10,000 times (40 MB)."""
+    references = 10_000  # one byte each: the block stays within one 16 KiB frame
+    value = "a" * 4_000  # name + value + 32 fits the default 4,096-byte dynamic table
+    memory = MemoryBound(
+        references * len(value),
+        "the header list decoded",
+        admitted=HEADER_LIMITS["max_header_list_size"],
+    )
+    with abuse(memory=memory, limits=HEADER_LIMITS) as run:
         attacker = run.attacker()
-        value = "a" * 4_000  # name + value + 32 fits the default 4,096-byte dynamic table
         # Stream 1: a valid request that leaves x-bomb in the table (it is the newest entry).
         _, loader = attacker.request(SAY_HELLO, extra=[("x-bomb", value)])
-        # Stream 3: never-indexed literals leave the table alone, then 1,000 one-byte references.
+        # Stream 3: never-indexed literals leave the table alone, then the one-byte references.
         stream_id = attacker.new_stream_id()
         plain = [NeverIndexedHeaderTuple(k, v) for k, v in request_headers(SAY_HELLO)]
         prefix = attacker.encoder.encode(plain)

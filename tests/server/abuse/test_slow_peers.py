@@ -9,7 +9,14 @@ import pytest
 from hyperframe.frame import PingFrame, SettingsFrame
 
 from greeter.tap.records import error_code_name as error_name
-from tests.support.abuse import AbuseFactory, cpu_seconds, poll_proc, server_holds_connection
+from tests.support.abuse import (
+    AbuseFactory,
+    MemoryBound,
+    NotAMemoryAttack,
+    cpu_seconds,
+    poll_proc,
+    server_holds_connection,
+)
 from tests.support.attacker import Attacker
 from tests.support.h2peer import (
     LOTS_OF_REPLIES,
@@ -26,12 +33,16 @@ REPLIES = 1_000_000
 """Replies of about 1 KB each: a server that queued them all would need a gigabyte."""
 NAME = "x" * 1_000
 STALL = 1.0
+QUEUED_REPLIES = MemoryBound(REPLIES * len(NAME), "the replies queued without back-pressure")
+"""A handler blocked by the peer's window or socket: the server holds one reply, not all."""
+TIME = NotAMemoryAttack("one connection held open: the limit bounds time and file descriptors")
 
 
 @pytest.mark.timeout(30)
 def test_zero_window_reader(abuse: AbuseFactory) -> None:
     """INITIAL_WINDOW_SIZE 0 on a huge server stream: the handler waits, memory stays flat."""
-    with abuse(timeouts={"write_stall": 30.0}) as run:  # the send-progress limit is tested below
+    timeouts = {"write_stall": 30.0}  # the send-progress limit is tested below
+    with abuse(memory=QUEUED_REPLIES, timeouts=timeouts) as run:
         attacker = run.attacker(settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
         stream_id, headers = attacker.request(LOTS_OF_REPLIES)
         with run.attack():
@@ -55,7 +66,7 @@ def test_zero_window_reader(abuse: AbuseFactory) -> None:
 @pytest.mark.timeout(30)
 def test_zero_window_stream_is_reset_after_write_stall(abuse: AbuseFactory) -> None:
     """The send-progress limit (`write_stall`): a stream that cannot send for that long is reset."""
-    with abuse(timeouts={"write_stall": STALL}) as run:
+    with abuse(memory=QUEUED_REPLIES, timeouts={"write_stall": STALL}) as run:
         attacker = run.attacker(settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0})
         stream_id, headers = attacker.request(LOTS_OF_REPLIES)
         with run.attack():
@@ -72,7 +83,7 @@ def test_zero_window_stream_is_reset_after_write_stall(abuse: AbuseFactory) -> N
 @pytest.mark.timeout(30)
 def test_non_reading_client_is_dropped(abuse: AbuseFactory) -> None:
     """Windows wide open but the socket never read: back-pressure, then the write-stall limit."""
-    with abuse(timeouts={"write_stall": STALL}) as run:
+    with abuse(memory=QUEUED_REPLIES, timeouts={"write_stall": STALL}) as run:
         attacker = run.attacker(
             settings={SettingsFrame.INITIAL_WINDOW_SIZE: BIG_WINDOW},
             connection_window=BIG_WINDOW - 65_535,
@@ -103,7 +114,7 @@ def test_non_reading_client_is_dropped(abuse: AbuseFactory) -> None:
 def test_slowloris(abuse: AbuseFactory, style: str) -> None:
     """No client preface (silent), or one byte of it every 0.5 s (trickle): closed in time."""
     handshake = 1.0
-    with abuse(timeouts={"handshake": handshake}) as run:
+    with abuse(memory=TIME, timeouts={"handshake": handshake}) as run:
         attacker = run.attacker(handshake=False)
         with run.attack():
             if style == "trickle":
@@ -122,7 +133,7 @@ def test_slowloris(abuse: AbuseFactory, style: str) -> None:
 def test_idle_connection(abuse: AbuseFactory) -> None:
     """A completed handshake and then nothing: GOAWAY and close after the idle limit."""
     idle = 1.0
-    with abuse(timeouts={"idle": idle}) as run:
+    with abuse(memory=TIME, timeouts={"idle": idle}) as run:
         attacker = run.attacker()
         with run.attack():
             elapsed = attacker.wait_eof(idle + 3)
@@ -138,7 +149,7 @@ def test_keepalive_detects_dead_peer(abuse: AbuseFactory) -> None:
     """A peer that never ACKs the server's keepalive PING is closed; one that ACKs stays."""
     interval, timeout = 0.5, 0.25
     timeouts = {"keepalive_time": interval, "keepalive_timeout": timeout, "idle": None}
-    with abuse(timeouts=timeouts) as run:
+    with abuse(memory=TIME, timeouts=timeouts) as run:
         dead = run.attacker()
         alive = run.attacker()
         with run.attack():
@@ -172,7 +183,7 @@ def test_keepalive_timeout_longer_than_interval(abuse: AbuseFactory) -> None:
     """keepalive_time 0.5 s, keepalive_timeout 1 s (valid in grpc-go): closed by about 1.5 s."""
     interval, timeout = 0.5, 1.0
     timeouts = {"keepalive_time": interval, "keepalive_timeout": timeout, "idle": None}
-    with abuse(timeouts=timeouts) as run:
+    with abuse(memory=TIME, timeouts=timeouts) as run:
         dead = run.attacker()
         with run.attack():
             elapsed = dead.wait_eof(interval + timeout + 2.0)

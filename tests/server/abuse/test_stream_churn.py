@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from greeter.tap.records import error_code_name as error_name
-from tests.support.abuse import AbuseFactory, AbuseRun
+from tests.support.abuse import STREAM_STATE, AbuseFactory, AbuseRun, MemoryBound, NotAMemoryAttack
 from tests.support.attacker import Attacker
 from tests.support.h2peer import (
     BIDI_HELLO,
@@ -27,6 +27,11 @@ from tests.support.h2peer import (
 ATTACK_STREAMS = 5_000
 """Streams per burst: 25 times the reset budget."""
 RESET_LIMITS = {"reset_budget": 200, "reset_window": 1.0}
+HANDLERS = MemoryBound(
+    ATTACK_STREAMS * STREAM_STATE,
+    "a handler per stream, all started before the loop runs one",
+    admitted=RESET_LIMITS["reset_budget"] * STREAM_STATE,
+)
 
 
 def _assert_churn_goaway(attacker: Attacker, sent: int) -> str:
@@ -48,7 +53,7 @@ def _expect_churn_log(run: AbuseRun, attacker: Attacker) -> None:
 @pytest.mark.timeout(30)
 def test_rapid_reset(abuse: AbuseFactory) -> None:
     """CVE-2023-44487: open a stream (its handler starts), cancel it at once; thousands of times."""
-    with abuse(limits=RESET_LIMITS) as run:
+    with abuse(memory=HANDLERS, limits=RESET_LIMITS) as run:
         attacker = run.attacker()
 
         def frames() -> Iterator[bytes]:
@@ -77,7 +82,12 @@ def _oversized_prefix(attacker: Attacker) -> bytes:
 def test_made_you_reset(abuse: AbuseFactory, request_kind: str) -> None:
     """CVE-2025-8671: requests the server itself must reset (malformed, or a message too large)."""
     build = {"te_gzip": _te_gzip, "oversized_prefix": _oversized_prefix}[request_kind]
-    with abuse(limits=RESET_LIMITS) as run:
+    memory = (  # a refused request never gets a handler; a too-large message waits in one
+        NotAMemoryAttack("each request refused at its headers: CPU and output")
+        if request_kind == "te_gzip"
+        else HANDLERS
+    )
+    with abuse(memory=memory, limits=RESET_LIMITS) as run:
         attacker = run.attacker()
 
         def frames() -> Iterator[bytes]:
@@ -101,7 +111,8 @@ def test_made_you_reset(abuse: AbuseFactory, request_kind: str) -> None:
 def test_too_many_streams(abuse: AbuseFactory) -> None:
     """More streams than SETTINGS_MAX_CONCURRENT_STREAMS: the excess is refused, nothing else."""
     limit, excess = 100, 50  # excess below the reset budget: refusals count as resets
-    with abuse(limits={"max_concurrent_streams": limit}) as run:
+    small = NotAMemoryAttack("150 streams hold about 0.3 MiB: the limit bounds handlers at once")
+    with abuse(memory=small, limits={"max_concurrent_streams": limit}) as run:
         attacker = run.attacker()
         assert attacker.frames_of(type(attacker.frames[0]))  # the server's SETTINGS arrived
         opened = [attacker.request(BIDI_HELLO) for _ in range(limit + excess)]
@@ -141,7 +152,12 @@ def test_too_many_streams(abuse: AbuseFactory) -> None:
 def test_stream_flood_in_one_read(abuse: AbuseFactory) -> None:
     """10,000 streams opened (not ended) in one write: refused, and the loop never stalls."""
     streams = 10_000
-    with abuse(limits=RESET_LIMITS) as run:
+    memory = MemoryBound(
+        streams * STREAM_STATE,
+        "a handler per stream",
+        admitted=100 * STREAM_STATE,  # SETTINGS_MAX_CONCURRENT_STREAMS: the rest are refused
+    )
+    with abuse(memory=memory, limits=RESET_LIMITS) as run:
         attacker = run.attacker()
         blob = b"".join(attacker.request(SAY_HELLO)[1] for _ in range(streams))
         with run.attack():
