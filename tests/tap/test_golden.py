@@ -3,8 +3,9 @@
 The server tap's records of the canned exchange -- all four RPC kinds, an error status, a
 cancellation, a flow-control stall and its release, a PING, the close -- are rendered with
 ``TextFormatter(color=False)`` into tests/tap/golden/canned.txt, with ``color=True`` into
-canned-color.txt, and with ``greeter.tap.jsonl.dumps`` into canned.jsonl (one line per record,
-every file ending with a newline), and must match the committed files byte for byte.
+canned-color.txt, with ``greeter.tap.jsonl.dumps`` into canned.jsonl (one line per record,
+every file ending with a newline), and the records of the text trace's default view,
+``messages``, into canned-messages.txt; each must match its committed file byte for byte.
 
 When the tap, the formatter or the schema change on purpose, regenerate the files and review the
 diff before committing it::
@@ -32,6 +33,7 @@ from greeter.tap import (
     FrameRecord,
     MessageRecord,
     Record,
+    RecordFilter,
     RpcRecord,
     TextFormatter,
     dumps,
@@ -58,14 +60,22 @@ def canned() -> Canned:
     return canned_exchange()
 
 
-def render(records: list[Record], format: Callable[[Record], str]) -> str:
-    return "".join(format(record) + "\n" for record in records)
+def render(records: list[Record], format: Callable[[Record], str | None]) -> str:
+    lines = (format(record) for record in records)
+    return "".join(line + "\n" for line in lines if line is not None)
 
 
-RENDERERS: dict[str, Callable[[], Callable[[Record], str]]] = {
+def viewed(view: str) -> Callable[[Record], str | None]:
+    """The text of the records the view shows (what `greeter serve --trace` writes)."""
+    keep, formatter = RecordFilter(view=view), TextFormatter(color=False)
+    return lambda record: formatter.format(record) if keep(record) else None
+
+
+RENDERERS: dict[str, Callable[[], Callable[[Record], str | None]]] = {
     "canned.txt": lambda: TextFormatter(color=False).format,
     "canned-color.txt": lambda: TextFormatter(color=True).format,
     "canned.jsonl": lambda: dumps,
+    "canned-messages.txt": lambda: viewed("messages"),
 }
 
 

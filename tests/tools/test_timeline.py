@@ -176,3 +176,15 @@ def test_long_values_are_cut_and_the_page_cannot_end_its_script() -> None:
     assert '"data_b64_cut":true' in data
     assert f'"data_b64":"{"A" * MAX_B64}"' in data
     assert "… (5034 chars)" in data
+
+
+def test_a_trace_of_frames_only_still_names_its_rpcs(tmp_path: Path) -> None:
+    """`--trace-layer frame` traces have no rpc records: the lanes take the HEADERS' :path."""
+    frames_only = [obj for obj in read_jsonl(CANNED) if obj["layer"] == "frame"]
+    page = tmp_path / "frames.html"
+    page.write_text(render(frames_only, title="frames only"))
+    dom, console = load(page, tmp_path)
+    assert console == []
+    methods = [method for method, _ in lanes(dom)]
+    assert methods[:2] == ["/greet.Greeter/SayHello", "/greet.Greeter/LotsOfReplies"]
+    assert {outcome for _, outcome in lanes(dom)} == {"no end in trace"}
