@@ -45,6 +45,7 @@ from greeter.cli.tracing import (
 )
 from greeter.client.channel import Channel
 from greeter.server import Server
+from greeter.server.access_log import AccessLog
 from greeter.server.config import SERVER_RANGES
 from greeter.server.signals import SignalCatcher
 from greeter.server.tls import server_context
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --worker-fd and --worker-index are set by greeter.server.workers for each worker process.
     serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per RPC on greeter.access: peer, method, status, duration, bytes",
+    )
     add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")
     add_metrics_arguments(serve)
@@ -309,7 +315,10 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             ssl=tls,
             uds=args.uds,
             reuse_port=worker is not None,
-            interceptors=[metrics] if metrics is not None else (),
+            interceptors=[
+                *([metrics] if metrics is not None else []),
+                *([AccessLog()] if args.access_log else []),
+            ],
             monitor=metrics,
         )
         log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
