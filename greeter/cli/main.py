@@ -63,6 +63,7 @@ from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
+from greeter.tools.replay import PACES, replay_file
 from greeter.wire.ranges import Range
 
 log = logging.getLogger("greeter")
@@ -76,6 +77,16 @@ UNIX_PREFIX = "unix:"
 LISTEN_PORT = Range(0, 65_535, integer=True)
 """A port to listen on: 0 picks a free one."""
 PEER_PORT = Range(1, 65_535, integer=True)
+REPLAY_TIMEOUT = Range(0.001, 86_400.0)
+"""Seconds a replayed RPC without a recorded deadline gets."""
+
+
+def metadata_value(text: str) -> tuple[str, str]:
+    """`--metadata NAME=VALUE`: the name lower-cased, as HTTP/2 sends it."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip().lower(), value
 
 
 def _address(target: str, allowed: Range) -> tuple[str, int]:
@@ -218,11 +229,35 @@ def _add_replay_parser(commands: Any) -> None:
         "1 (with a per-RPC report) otherwise.",
     )
     replay.add_argument("file", metavar="FILE", help="a --trace-file written as jsonl")
-    replay.add_argument("--target", type=_peer_address, required=True, metavar="HOST:PORT")
+    replay.add_argument(
+        "--target", type=client_target, required=True, metavar="HOST:PORT|unix:PATH"
+    )
+    add_tls_arguments(replay)
     replay.add_argument(
         "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
     )
-    replay.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per RPC")
+    replay.add_argument(
+        "--timeout",
+        type=checked(REPLAY_TIMEOUT),
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of an RPC the trace shows without grpc-timeout (default 10)",
+    )
+    replay.add_argument(
+        "--pace",
+        choices=PACES,
+        default="none",
+        help="recorded: start RPCs and send messages at their recorded times; none (default): "
+        "one RPC after the other, each step as soon as its replies are in",
+    )
+    replay.add_argument(
+        "--metadata",
+        type=metadata_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of a header the trace redacted (repeatable); without it, it is not sent",
+    )
 
 
 async def _serve_until_signalled(
@@ -251,7 +286,7 @@ def _message_types(module: str) -> MessageTypes | None:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
     check_trace_arguments(parser, args)
-    if args.command not in ("serve", "hello", "call"):
+    if args.command not in ("serve", "hello", "call", "replay"):
         return
     if args.command == "serve":
         if args.uds is not None and (args.host is not None or args.port is not None):
@@ -273,7 +308,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
             )
         check_metrics_arguments(parser, args)
-    elif args.tls_key is not None and args.tls_cert is None:
+    elif getattr(args, "tls_key", None) is not None and args.tls_cert is None:
         parser.error(f"{args.command}: --tls-key needs --tls-cert")
 
 
@@ -375,11 +410,14 @@ async def proxy(args: argparse.Namespace) -> int:
 
 async def replay(args: argparse.Namespace) -> int:
     """Re-send the trace's client messages; 0 when every RPC matches, 1 otherwise."""
-    from greeter.tools.replay import replay_file  # noqa: PLC0415 -- only this command needs it
-
-    host, port = args.target
     report = await replay_file(
-        args.file, host, port, types=_message_types(args.proto_module), timeout=args.timeout
+        args.file,
+        args.target,
+        ssl=tls_context(args),
+        types=_message_types(args.proto_module),
+        timeout=args.timeout,
+        pace=args.pace,
+        metadata=dict(args.metadata),
     )
     print(report.text())
     return 0 if report.ok else 1

@@ -58,10 +58,10 @@ async def record_session(path: Path) -> None:
             await call_all_four(server.port)
 
 
-async def greeter_replay(trace: Path, target: str) -> tuple[int, str]:
-    """`python -m greeter replay TRACE --target TARGET`: (exit code, stdout + stderr)."""
+async def greeter_replay(trace: Path, target: str, *args: str) -> tuple[int, str]:
+    """`python -m greeter replay TRACE --target TARGET ARGS`: (exit code, stdout + stderr)."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "greeter", "replay", str(trace), "--target", target),
+        *(sys.executable, "-m", "greeter", "replay", str(trace), "--target", target, *args),
         cwd=REPO_ROOT,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -119,7 +119,7 @@ async def test_replay_against_greeter_matches(tmp_path: Path) -> None:
     trace = tmp_path / "session.jsonl"
     await record_session(trace)
     async with Server([Greeter(), Health()], port=0) as server:
-        report = await replay_file(trace, "127.0.0.1", server.port)
+        report = await replay_file(trace, f"127.0.0.1:{server.port}")
         code, output = await greeter_replay(trace, f"127.0.0.1:{server.port}")
     assert report.ok, report.text()
     assert len(report.outcomes) == 4
@@ -131,10 +131,7 @@ async def test_replay_against_a_different_server_reports_the_difference(tmp_path
     trace = tmp_path / "session.jsonl"
     await record_session(trace)
     with grpcio_hi_server() as target:
-        host, _, port = target.rpartition(":")
-        report = await replay_file(
-            trace, host, int(port), types=MessageTypes.from_module("gen.greet")
-        )
+        report = await replay_file(trace, target, types=MessageTypes.from_module("gen.greet"))
         code, output = await greeter_replay(trace, target)
     assert not report.ok
     differing = [o for o in report.outcomes if not o.ok]
