@@ -48,7 +48,7 @@ from greeter.server import Server
 from greeter.server.access_log import AccessLog
 from greeter.server.config import SERVER_RANGES
 from greeter.server.signals import SignalCatcher
-from greeter.server.tls import server_context
+from greeter.server.tls import client_context, server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
     WorkerLink,
@@ -218,6 +218,25 @@ def _add_proxy_parser(commands: Any) -> None:
         metavar="MODULE",
         help="betterproto2 module whose services decode messages ('' for wire fields only)",
     )
+    tls = proxy.add_argument_group(
+        "TLS", "Either leg may be TLS; the HTTP/2 inside is relayed and traced unchanged."
+    )
+    tls.add_argument(
+        "--listen-tls-cert", metavar="PATH", help="clients connect with TLS: this PEM certificate"
+    )
+    tls.add_argument("--listen-tls-key", metavar="PATH", help="the PEM private key of it")
+    tls.add_argument(
+        "--target-tls-ca",
+        metavar="PATH",
+        help="connect to --target with TLS, verified by these CAs",
+    )
+    tls.add_argument(
+        "--target-tls-cert", metavar="PATH", help="TLS to --target with this client certificate"
+    )
+    tls.add_argument("--target-tls-key", metavar="PATH", help="the PEM private key of it")
+    tls.add_argument(
+        "--target-tls-name", metavar="NAME", help="the name --target's certificate must carry"
+    )
     add_trace_arguments(proxy, switch=False, to="stdout")
 
 
@@ -286,6 +305,12 @@ def _message_types(module: str) -> MessageTypes | None:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
     check_trace_arguments(parser, args)
+    if args.command == "proxy":
+        if (args.listen_tls_cert is None) != (args.listen_tls_key is None):
+            parser.error("proxy: --listen-tls-cert and --listen-tls-key go together")
+        if args.target_tls_key is not None and args.target_tls_cert is None:
+            parser.error("proxy: --target-tls-key needs --target-tls-cert")
+        return
     if args.command not in ("serve", "hello", "call", "replay"):
         return
     if args.command == "serve":
@@ -397,11 +422,25 @@ async def proxy(args: argparse.Namespace) -> int:
     """Relay and trace until SIGINT or SIGTERM."""
     (listen_host, listen_port), (target_host, target_port) = args.listen, args.target
     types = _message_types(args.proto_module)
+    listen_tls = target_tls = None
+    if args.listen_tls_cert is not None:
+        listen_tls = server_context(args.listen_tls_cert, args.listen_tls_key)
+    if args.target_tls_ca is not None or args.target_tls_cert is not None or args.target_tls_name:
+        target_tls = client_context(args.target_tls_ca, args.target_tls_cert, args.target_tls_key)
     with (
         open_trace(args, role="server", default_stream=sys.stdout, types=types) as tap,
         SignalCatcher() as caught,  # before the line that says the proxy is up
     ):
-        async with Proxy(listen_host, listen_port, target_host, target_port, tap=tap) as relay:
+        async with Proxy(
+            listen_host,
+            listen_port,
+            target_host,
+            target_port,
+            tap=tap,
+            listen_ssl=listen_tls,
+            target_ssl=target_tls,
+            target_name=args.target_tls_name,
+        ) as relay:
             log.info("proxying %s:%d -> %s:%d", listen_host, relay.port, target_host, target_port)
             await caught.first()
     log.info("stopped")
