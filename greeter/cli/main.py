@@ -43,6 +43,7 @@ from greeter.cli.tracing import (
     open_trace,
     tracing_requested,
 )
+from greeter.client.call import call_options
 from greeter.client.channel import Channel
 from greeter.server import Server
 from greeter.server.access_log import AccessLog
@@ -449,15 +450,17 @@ async def proxy(args: argparse.Namespace) -> int:
 
 async def replay(args: argparse.Namespace) -> int:
     """Re-send the trace's client messages; 0 when every RPC matches, 1 otherwise."""
-    report = await replay_file(
-        args.file,
-        args.target,
-        ssl=tls_context(args),
-        types=_message_types(args.proto_module),
-        timeout=args.timeout,
-        pace=args.pace,
-        metadata=dict(args.metadata),
-    )
+    tls = tls_context(args)
+    async with Channel(args.target, ssl=tls, default_port=DEFAULT_PORT) as channel:
+        report = await replay_file(
+            args.file,
+            channel,
+            compressing=lambda encoding: call_options(compression=encoding),
+            types=_message_types(args.proto_module),
+            timeout=args.timeout,
+            pace=args.pace,
+            metadata=dict(args.metadata),
+        )
     print(report.text())
     return 0 if report.ok else 1
 

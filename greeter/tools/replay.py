@@ -1,7 +1,10 @@
 """Replay a recorded JSON Lines trace: re-send each RPC as its client did, compare the replies.
 
-The RPCs come from greeter/tools/recorded.py. Each is re-sent with greeter's own client
-(greeter.client.Channel, cleartext or TLS) as the trace shows it: its request metadata (a value
+The RPCs come from greeter/tools/recorded.py. Each is re-sent on the channel given -- greeter's
+own client (greeter.client.Channel, cleartext or TLS) in ``greeter replay``; this module only
+needs grpclib's Channel contract (:class:`ReplayChannel`: tools may not import the client layer,
+docs/architecture.md) and, to re-send compression, a ``compressing(encoding)`` scope such as
+greeter.client.call_options -- as the trace shows it: its request metadata (a value
 the trace redacted is taken from ``metadata``, the ``--metadata NAME=VALUE`` options, or left
 out and reported as missing; the client sends its own user-agent), its timeout (``timeout`` for
 an RPC recorded without one), its request compression (the recorded grpc-encoding, each message
@@ -24,17 +27,16 @@ shown, but not compared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from greeter.client import Channel
-from greeter.client.call import ClientCall, call_options
 from greeter.tap.jsonl import read_jsonl
 from greeter.tap.observer import REDACTED
 from greeter.tap.resolve import MessageTypes
@@ -42,7 +44,15 @@ from greeter.tools.recorded import RecordedRpc, Step, load_rpcs
 from greeter.wire import compression
 from greeter.wire.metadata import decode_metadata_value
 
-__all__ = ["RecordedRpc", "ReplayReport", "RpcOutcome", "load_rpcs", "replay", "replay_file"]
+__all__ = [
+    "RecordedRpc",
+    "ReplayChannel",
+    "ReplayReport",
+    "RpcOutcome",
+    "load_rpcs",
+    "replay",
+    "replay_file",
+]
 
 Pace = Literal["recorded", "none"]
 PACES = ("recorded", "none")
@@ -66,6 +76,48 @@ class RawMessage:
     @classmethod
     def FromString(cls, data: bytes) -> RawMessage:
         return cls(bytes(data))
+
+
+class ReplayCall(Protocol):
+    """One call, as grpclib's Stream (greeter.client.call.ClientCall is one)."""
+
+    async def __aenter__(self) -> ReplayCall: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool | None: ...
+
+    async def send_request(self) -> None: ...
+
+    async def send_message(self, message: RawMessage, *, compress: bool | None = None) -> None:
+        """`compress`: whether this message is compressed with the call's compression."""
+
+    async def end(self) -> None: ...
+
+    async def recv_message(self) -> RawMessage | None: ...
+
+
+class ReplayChannel(Protocol):
+    """What replay calls through: grpclib's Channel contract (greeter.client.Channel)."""
+
+    def request(
+        self,
+        name: str,
+        cardinality: Cardinality,
+        request_type: type[RawMessage],
+        reply_type: type[RawMessage],
+        *,
+        timeout: float | None = None,
+        metadata: list[tuple[str, str | bytes]] | None = None,
+    ) -> ReplayCall: ...
+
+
+Compressing = Callable[[str | None], AbstractContextManager[object]]
+"""``compressing(encoding)``: calls made inside compress their requests with `encoding`."""
+
+
+def _no_compression(encoding: str | None) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -147,14 +199,16 @@ class _Replayer:
 
     def __init__(
         self,
-        channel: Channel,
+        channel: ReplayChannel,
         *,
+        compressing: Compressing,
         types: MessageTypes | None,
         timeout: float,
         pace: Pace,
         metadata: Mapping[str, str],
     ) -> None:
         self.channel = channel
+        self.compressing = compressing
         self.types = types
         self.timeout = timeout
         self.pace = pace
@@ -182,7 +236,7 @@ class _Replayer:
         encoding = rpc.encoding if compression.is_supported(rpc.encoding) else None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with call_options(compression=encoding):  # read when the call is made
+        with self.compressing(encoding):  # read when the call is made
             call = self.channel.request(
                 rpc.method,
                 Cardinality.STREAM_STREAM,
@@ -210,9 +264,7 @@ class _Replayer:
         return replies, Status.OK.value, ""
 
 
-async def _replies_until(
-    call: ClientCall[RawMessage, RawMessage], replies: list[bytes], step: Step | None
-) -> bool:
+async def _replies_until(call: ReplayCall, replies: list[bytes], step: Step | None) -> bool:
     """Receive until as many replies as `step` saw (all, for None); False if the RPC ended."""
     while step is None or len(replies) < step.replies_before:
         reply = await call.recv_message()
@@ -222,7 +274,7 @@ async def _replies_until(
     return True
 
 
-async def _take(call: ClientCall[RawMessage, RawMessage], step: Step) -> None:
+async def _take(call: ReplayCall, step: Step) -> None:
     if step.kind == "end":
         await call.end()
     else:
@@ -285,27 +337,34 @@ def decode_reply(types: MessageTypes, method: str, data: bytes) -> object | None
 
 async def replay(
     rpcs: Iterable[RecordedRpc],
-    target: str,
+    channel: ReplayChannel,
     *,
-    ssl: ssl.SSLContext | None = None,
+    compressing: Compressing = _no_compression,
     types: MessageTypes | None = None,
     timeout: float = 10.0,
     pace: Pace = "none",
     metadata: Mapping[str, str] | None = None,
 ) -> ReplayReport:
-    """Re-send every RPC to ``target`` (a gRPC target, e.g. ``127.0.0.1:50051``); report how
-    each compares (module docstring). ``ssl``: a client context (greeter.server.tls) for TLS."""
+    """Re-send every RPC on ``channel``; report how each compares (module docstring).
+
+    ``Channel(target, ssl=...)`` of greeter.client with ``compressing=lambda encoding:
+    call_options(compression=encoding)`` is what ``greeter replay`` passes.
+    """
     if pace not in PACES:
         raise ValueError(f"pace {pace!r}: expected one of {', '.join(PACES)}")
     rpcs = list(rpcs)
-    async with Channel(target, ssl=ssl) as channel:
-        replayer = _Replayer(
-            channel, types=types, timeout=timeout, pace=pace, metadata=metadata or {}
-        )
-        if pace == "none":
-            outcomes = [await replayer.outcome(rpc) for rpc in rpcs]
-        else:
-            outcomes = list(await asyncio.gather(*(_at_offset(replayer, r, rpcs) for r in rpcs)))
+    replayer = _Replayer(
+        channel,
+        compressing=compressing,
+        types=types,
+        timeout=timeout,
+        pace=pace,
+        metadata=metadata or {},
+    )
+    if pace == "none":
+        outcomes = [await replayer.outcome(rpc) for rpc in rpcs]
+    else:
+        outcomes = list(await asyncio.gather(*(_at_offset(replayer, r, rpcs) for r in rpcs)))
     return ReplayReport(tuple(outcomes))
 
 
@@ -317,9 +376,9 @@ async def _at_offset(replayer: _Replayer, rpc: RecordedRpc, rpcs: list[RecordedR
 
 async def replay_file(
     path: str | os.PathLike[str],
-    target: str,
+    channel: ReplayChannel,
     *,
-    ssl: ssl.SSLContext | None = None,
+    compressing: Compressing = _no_compression,
     types: MessageTypes | None = None,
     timeout: float = 10.0,
     pace: Pace = "none",
@@ -328,8 +387,8 @@ async def replay_file(
     """:func:`replay` the RPCs of the JSON Lines trace at ``path``."""
     return await replay(
         load_rpcs(read_jsonl(path)),
-        target,
-        ssl=ssl,
+        channel,
+        compressing=compressing,
         types=types,
         timeout=timeout,
         pace=pace,

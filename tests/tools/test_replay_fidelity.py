@@ -38,9 +38,8 @@ from greeter.tap.observer import TapFactory
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.sinks import TraceWriter
 from greeter.tools.recorded import load_rpcs
-from greeter.tools.replay import replay_file
 from tests.support.pki import Certs
-from tests.tools.test_replay import greeter_replay
+from tests.tools.test_replay import greeter_replay, replay_to
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
@@ -167,7 +166,7 @@ async def test_replay_reproduces_metadata_timeout_compression_and_shape(tmp_path
     recorded, replayed = tmp_path / "recorded.jsonl", tmp_path / "replayed.jsonl"
     await record(recorded)
     async with traced_server(replayed) as server:
-        report = await replay_file(
+        report = await replay_to(
             recorded,
             f"127.0.0.1:{server.port}",
             pace="recorded",
@@ -234,7 +233,7 @@ async def test_a_request_refused_part_way_is_replayed_from_its_recorded_bytes(
     assert 0 < held < 200_004
     assert len(rpc.requests[0]) == 200_004 and rpc.requests[0][:3] == b"\x0a\xc0\x9a"
     async with traced_server(replayed, config=config) as server:
-        report = await replay_file(recorded, f"127.0.0.1:{server.port}")
+        report = await replay_to(recorded, f"127.0.0.1:{server.port}")
     assert report.ok, report.text()
     assert "note: request #1: the trace holds" in report.text()
 
@@ -267,7 +266,7 @@ async def test_replay_over_tls(tmp_path: Path, certs: Certs) -> None:
         assert await chat(channel, "ab", interleaved=True) == ["got a", "got b", "bye"]
     async with traced_server(replayed, ssl=tls) as server:
         target = f"127.0.0.1:{server.port}"
-        report = await replay_file(recorded, target, ssl=client_context(str(certs.ca)))
+        report = await replay_to(recorded, target, ssl=client_context(str(certs.ca)))
         code, output = await greeter_replay(recorded, target, "--tls-ca", str(certs.ca))
     assert report.ok, report.text()
     assert code == 0, output
