@@ -45,11 +45,13 @@ from greeter.cli.tracing import (
     open_trace,
     tracing_requested,
 )
+from greeter.client.call import call_options
 from greeter.client.channel import Channel
 from greeter.server import Server
+from greeter.server.access_log import AccessLog
 from greeter.server.config import SERVER_RANGES
 from greeter.server.signals import SignalCatcher
-from greeter.server.tls import server_context
+from greeter.server.tls import client_context, server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
     WORKER_COUNT,
@@ -65,6 +67,7 @@ from greeter.services.interop import TestService
 from greeter.services.reflection import GENERATED_DESCRIPTORS, with_reflection
 from greeter.tap.resolve import MessageTypes
 from greeter.tools.proxy import Proxy
+from greeter.tools.replay import PACES, replay_file
 from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, Range
 
 log = logging.getLogger("greeter")
@@ -73,6 +76,18 @@ DEFAULT_HOST = "127.0.0.1"
 INTEROP_PORT = 10000
 """interop-server's default port: the one gRPC's interop test runners use."""
 UNIX_PREFIX = "unix:"
+
+
+REPLAY_TIMEOUT = Range(0.001, 86_400.0)
+"""Seconds a replayed RPC without a recorded deadline gets."""
+
+
+def metadata_value(text: str) -> tuple[str, str]:
+    """`--metadata NAME=VALUE`: the name lower-cased, as HTTP/2 sends it."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip().lower(), value
 
 
 def _address(target: str, allowed: Range) -> tuple[str, int]:
@@ -134,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --worker-fd and --worker-index are set by greeter.server.workers for each worker process.
     serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per RPC on greeter.access: peer, method, status, duration, bytes",
+    )
     add_limit_arguments(serve)
     add_trace_arguments(serve, switch=True, to="stdout")
     add_metrics_arguments(serve)
@@ -199,6 +219,25 @@ def _add_proxy_parser(commands: Any) -> None:
         metavar="MODULE",
         help="betterproto2 module whose services decode messages ('' for wire fields only)",
     )
+    tls = proxy.add_argument_group(
+        "TLS", "Either leg may be TLS; the HTTP/2 inside is relayed and traced unchanged."
+    )
+    tls.add_argument(
+        "--listen-tls-cert", metavar="PATH", help="clients connect with TLS: this PEM certificate"
+    )
+    tls.add_argument("--listen-tls-key", metavar="PATH", help="the PEM private key of it")
+    tls.add_argument(
+        "--target-tls-ca",
+        metavar="PATH",
+        help="connect to --target with TLS, verified by these CAs",
+    )
+    tls.add_argument(
+        "--target-tls-cert", metavar="PATH", help="TLS to --target with this client certificate"
+    )
+    tls.add_argument("--target-tls-key", metavar="PATH", help="the PEM private key of it")
+    tls.add_argument(
+        "--target-tls-name", metavar="NAME", help="the name --target's certificate must carry"
+    )
     add_trace_arguments(proxy, switch=False, to="stdout")
 
 
@@ -210,12 +249,34 @@ def _add_replay_parser(commands: Any) -> None:
         "1 (with a per-RPC report) otherwise.",
     )
     replay.add_argument("file", metavar="FILE", help="a --trace-file written as jsonl")
-    replay.add_argument("--target", type=_peer_address, required=True, metavar="HOST:PORT")
+    replay.add_argument(
+        "--target", type=client_target, required=True, metavar="HOST:PORT|unix:PATH"
+    )
+    add_tls_arguments(replay)
     replay.add_argument(
         "--proto-module", default="gen.greet", metavar="MODULE", help="decodes differing replies"
     )
     replay.add_argument(
-        "--timeout", type=checked(SECONDS), default=10.0, metavar="SECONDS", help="per RPC"
+        "--timeout",
+        type=checked(REPLAY_TIMEOUT),
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of an RPC the trace shows without grpc-timeout (default 10)",
+    )
+    replay.add_argument(
+        "--pace",
+        choices=PACES,
+        default="none",
+        help="recorded: start RPCs and send messages at their recorded times; none (default): "
+        "one RPC after the other, each step as soon as its replies are in",
+    )
+    replay.add_argument(
+        "--metadata",
+        type=metadata_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of a header the trace redacted (repeatable); without it, it is not sent",
     )
 
 
@@ -246,7 +307,13 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """Combinations argparse cannot express; exits with usage (status 2) on a bad one."""
     check_live_arguments(parser, args)
     check_trace_arguments(parser, args)
-    if args.command not in ("serve", "hello", "call"):
+    if args.command == "proxy":
+        if (args.listen_tls_cert is None) != (args.listen_tls_key is None):
+            parser.error("proxy: --listen-tls-cert and --listen-tls-key go together")
+        if args.target_tls_key is not None and args.target_tls_cert is None:
+            parser.error("proxy: --target-tls-key needs --target-tls-cert")
+        return
+    if args.command not in ("serve", "hello", "call", "replay"):
         return
     if args.command == "serve":
         if args.uds is not None and (args.host is not None or args.port is not None):
@@ -266,7 +333,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 "serve: --loop uvloop: uvloop is not installed (pip install 'greeter[fast]')"
             )
         check_metrics_arguments(parser, args)
-    elif args.tls_key is not None and args.tls_cert is None:
+    elif getattr(args, "tls_key", None) is not None and args.tls_cert is None:
         parser.error(f"{args.command}: --tls-key needs --tls-cert")
 
 
@@ -310,7 +377,10 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             ssl=tls,
             uds=args.uds,
             reuse_port=worker is not None,
-            interceptors=[metrics] if metrics is not None else (),
+            interceptors=[
+                *([metrics] if metrics is not None else []),
+                *([AccessLog()] if args.access_log else []),
+            ],
             monitor=metrics,
         )
         log.debug("event loop: %s", loop_name(asyncio.get_running_loop()))
@@ -354,13 +424,27 @@ async def proxy(args: argparse.Namespace) -> int:
     """Relay and trace until SIGINT or SIGTERM."""
     (listen_host, listen_port), (target_host, target_port) = args.listen, args.target
     types = _message_types(args.proto_module)
+    listen_tls = target_tls = None
+    if args.listen_tls_cert is not None:
+        listen_tls = server_context(args.listen_tls_cert, args.listen_tls_key)
+    if args.target_tls_ca is not None or args.target_tls_cert is not None or args.target_tls_name:
+        target_tls = client_context(args.target_tls_ca, args.target_tls_cert, args.target_tls_key)
     with (
         open_trace(
             args, role="server", default_stream=sys.stdout, types=types, summary=True
         ) as tap,
         SignalCatcher() as caught,  # before the line that says the proxy is up
     ):
-        async with Proxy(listen_host, listen_port, target_host, target_port, tap=tap) as relay:
+        async with Proxy(
+            listen_host,
+            listen_port,
+            target_host,
+            target_port,
+            tap=tap,
+            listen_ssl=listen_tls,
+            target_ssl=target_tls,
+            target_name=args.target_tls_name,
+        ) as relay:
             log.info("proxying %s:%d -> %s:%d", listen_host, relay.port, target_host, target_port)
             await caught.first()
     log.info("stopped")
@@ -369,12 +453,17 @@ async def proxy(args: argparse.Namespace) -> int:
 
 async def replay(args: argparse.Namespace) -> int:
     """Re-send the trace's client messages; 0 when every RPC matches, 1 otherwise."""
-    from greeter.tools.replay import replay_file  # noqa: PLC0415 -- only this command needs it
-
-    host, port = args.target
-    report = await replay_file(
-        args.file, host, port, types=_message_types(args.proto_module), timeout=args.timeout
-    )
+    tls = tls_context(args)
+    async with Channel(args.target, ssl=tls, default_port=DEFAULT_PORT) as channel:
+        report = await replay_file(
+            args.file,
+            channel,
+            compressing=lambda encoding: call_options(compression=encoding),
+            types=_message_types(args.proto_module),
+            timeout=args.timeout,
+            pace=args.pace,
+            metadata=dict(args.metadata),
+        )
     print(report.text())
     return 0 if report.ok else 1
 

@@ -325,8 +325,8 @@ class Connection:
         if ack_now:
             self._h2.acknowledge_received_data(ack_now, stream_id)
         out.extend(
-            MessageReceived(stream_id, payload, flow, compressed)
-            for payload, flow, compressed in messages
+            MessageReceived(stream_id, payload, flow, compressed, size)
+            for payload, flow, compressed, size in messages
         )
 
     def _bad_message(self, stream: StreamState, exc: MessageError, out: list[Event]) -> None:
@@ -348,8 +348,9 @@ class Connection:
             raise StreamGoneError(f"stream {stream_id} is not open")
         return stream
 
-    def _queue_message(self, stream: StreamState, payload: bytes, compress: bool) -> None:
-        """Frame one message (compressed per the headers sent) onto the stream's send queue."""
+    def _queue_message(self, stream: StreamState, payload: bytes, compress: bool) -> int:
+        """Frame one message (compressed per the headers sent) onto the stream's send queue;
+        its size on the wire (prefix included)."""
         flag, payload = stream.outbound_message(payload, compress)
         prefix = struct.pack(">BI", flag, len(payload))
         if len(payload) <= COALESCE_LIMIT:
@@ -359,6 +360,7 @@ class Connection:
             stream.outbound.append(memoryview(payload))
         stream.queued += 5 + len(payload)
         self._dirty[stream.stream_id] = stream
+        return 5 + len(payload)
 
     def _flush(self, stream: StreamState) -> bool:
         """Hand queued bytes to h2 within the flow-control window; True when all are gone."""

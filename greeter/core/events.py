@@ -10,7 +10,7 @@ that concerns an RPC carries the HTTP/2 stream id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from grpclib.const import Status
 
@@ -42,6 +42,9 @@ class MessageReceived:
     flow_bytes: int
     compressed: bool = False
     """The message arrived with the compressed flag set (it was compressed on the wire)."""
+    wire_size: int = field(default=0, compare=False)
+    """Its size on the wire: the 5-byte prefix plus Message-Length (compressed size); left out
+    of equality, being the size of what the other fields describe."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,7 @@ class ServerConnection(Connection):
         stream.headers_sent = True
         self._defences.pings.response_sent()
 
-    def send_message(self, stream_id: int, payload: bytes, *, compress: bool = False) -> None:
+    def send_message(self, stream_id: int, payload: bytes, *, compress: bool = False) -> int:
         """Queue one response message; it leaves as the peer's flow-control window allows.
 
         With `compress` the message is compressed (flag 1) with the encoding the response
@@ -104,11 +104,12 @@ class ServerConnection(Connection):
         headers went out without one (or the client accepts none), the message goes uncompressed.
         After this call `is_send_blocked` tells whether the message is still (partly) queued;
         the driver then waits for `SendUnblocked` before sending more (back-pressure).
+        Returns the message's size on the wire: the 5-byte prefix and the (compressed) payload.
         """
         stream = self._open_stream(stream_id)
         if not stream.headers_sent:
             self.send_headers(stream_id, compress=compress)
-        self._queue_message(stream, payload, compress)
+        return self._queue_message(stream, payload, compress)
 
     def send_trailers(
         self,

@@ -84,10 +84,12 @@ class StreamState:
             return 1, compression.compress(self.announced_encoding, payload)
         return 0, payload
 
-    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int, bool]]]:
-        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, flow bytes, flag)]).
+    def take(self, data: bytes, flow_length: int) -> tuple[int, list[tuple[bytes, int, bool, int]]]:
+        """Reassemble one DATA chunk: (bytes to acknowledge now, [(message, flow bytes, flag,
+        wire size)]).
 
-        The flag is the message's compressed flag as it arrived (the message is decompressed).
+        The flag is the message's compressed flag as it arrived (the message is decompressed);
+        the wire size is the prefix plus the payload as it arrived.
 
         Flow control (RFC 9113 §6.9): bytes of complete messages are returned to the peer when
         the application consumes them, which bounds what a slow handler lets pile up. Padding and
@@ -103,6 +105,7 @@ class StreamState:
                 self._decompress(message),
                 5 + len(message.payload) - (held_before if i == 0 else 0),
                 message.compressed,
+                5 + len(message.payload),
             )
             for i, message in enumerate(framed)
         ]

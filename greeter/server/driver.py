@@ -294,7 +294,7 @@ class ConnectionDriver(asyncio.Protocol):
         stream = self._rpcs.get(event.stream_id)
         if stream is None:
             return
-        stream.deliver(event.payload, event.flow_bytes, event.compressed)
+        stream.deliver(event.payload, event.flow_bytes, event.compressed, event.wire_size)
         if stream.task is None and stream.received > 1:
             self._fail(stream, Status.UNIMPLEMENTED, "expected one request message, got more")
 

@@ -10,6 +10,7 @@ for a writable transport) happens here; protocol decisions do not.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ class RpcOutcome:
     """Seconds from the RPC's arrival to its end."""
     messages_received: int
     messages_sent: int
+    bytes_received: int = 0
+    """Request messages as they came on the wire: 5-byte prefix plus the (compressed) payload."""
+    bytes_sent: int = 0
+    """Response messages as they went on the wire, counted the same way."""
 
 
 class MessageHooks(Protocol):
@@ -91,9 +96,13 @@ class ServerStream(Generic[RecvT, SendT]):
     ) -> None:
         self._host = host
         self.interceptors = interceptors
-        self.started_at = asyncio.get_running_loop().time()
+        # Not the loop's clock: uvloop's counts whole milliseconds, too coarse for a duration.
+        self.started_at = time.perf_counter()
         self.messages_received = 0
         self.messages_sent = 0
+        self.bytes_received = 0
+        """Request messages' bytes as they arrived (RpcOutcome.bytes_received)."""
+        self.bytes_sent = 0
         self.status: Status | None = None
         """The status the trailers carried; None until they are sent."""
         self.status_message = ""
@@ -128,8 +137,11 @@ class ServerStream(Generic[RecvT, SendT]):
         """Request messages delivered and not yet consumed by the handler."""
         return len(self._inbox)
 
-    def deliver(self, payload: bytes, flow_bytes: int, compressed: bool = False) -> None:
+    def deliver(
+        self, payload: bytes, flow_bytes: int, compressed: bool = False, wire_size: int = 0
+    ) -> None:
         self._inbox.append((payload, flow_bytes, compressed))
+        self.bytes_received += wire_size
         self._wake()
 
     def end_request(self) -> None:
@@ -263,7 +275,7 @@ class ServerStream(Generic[RecvT, SendT]):
             )
             self.headers_sent = True
         self._compress_next = None
-        self._command(self._host.conn.send_message, payload, compress=compress)
+        self.bytes_sent += self._command(self._host.conn.send_message, payload, compress=compress)
         if self._host.write_paused or self._host.conn.is_send_blocked(self.stream_id):
             await self._host.send_window_open(self.stream_id)
         elif self._host.message_sent():
@@ -303,8 +315,16 @@ class ServerStream(Generic[RecvT, SendT]):
         """How the RPC ended (for interceptors); CANCELLED if no status was ever sent."""
         status = Status.CANCELLED if self.status is None else self.status
         message = self.status_message if self.status is not None else "the client went away"
-        duration = asyncio.get_running_loop().time() - self.started_at
-        return RpcOutcome(status, message, duration, self.messages_received, self.messages_sent)
+        duration = time.perf_counter() - self.started_at
+        return RpcOutcome(
+            status,
+            message,
+            duration,
+            self.messages_received,
+            self.messages_sent,
+            self.bytes_received,
+            self.bytes_sent,
+        )
 
     async def cancel(self) -> None:
         """Abandon the RPC with RST_STREAM(CANCEL), as grpclib's Stream.cancel does."""
@@ -313,14 +333,16 @@ class ServerStream(Generic[RecvT, SendT]):
             self._host.schedule_flush()
             self.abandon()
 
-    def _command(self, command: Any, *args: Any, **kwargs: Any) -> None:
+    def _command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a core command for this stream; its result."""
         if self.trailers_sent:
             raise RuntimeError("the RPC already ended: trailers were sent")
         if self.gone:
             raise asyncio.CancelledError
         try:
-            command(self.stream_id, *args, **kwargs)
+            result = command(self.stream_id, *args, **kwargs)
         except StreamGoneError:
             self.gone = True
             raise asyncio.CancelledError from None
         self._host.schedule_flush()
+        return result

@@ -131,6 +131,7 @@ class TlsGate(asyncio.Protocol):
         self._eof = False
         self._lost = False
         self._task: asyncio.Task[None] | None = None
+        """The handshake, held here: the loop keeps only a weak reference to a task."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._task = asyncio.get_running_loop().create_task(self._handshake(transport))

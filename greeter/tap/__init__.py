@@ -5,17 +5,22 @@ the core: the two meet only in greeter.wire.
 
 :class:`Tap` (one per connection, the server's ``ConnectionObserver``) emits records of four
 layers (see records.py): frame (:class:`FrameDecoder`, one per direction), message and rpc
-(tap/rpc.py, decoded with :class:`MessageTypes`), connection (tap/flow.py and observer.py).
+(tap/rpc.py, decoded with :class:`MessageTypes`), connection (tap/flow.py and observer.py);
+with raw capture (:class:`CaptureFactory`, or ``TapFactory(raw=True)``) also the bytes themselves,
+which :class:`PcapngWriter` writes as a capture for Wireshark.
 """
 
 from __future__ import annotations
 
+from greeter.tap.capture import ByteCapture, CaptureFactory
 from greeter.tap.decode import decode_raw
 from greeter.tap.filters import RecordFilter
 from greeter.tap.frames import MAX_FRAME_LENGTH, MAX_HEADER_BLOCK, FrameDecoder
 from greeter.tap.jsonl import dumps, read_jsonl
 from greeter.tap.observer import DEFAULT_REDACT, REDACTED, Tap, TapFactory
+from greeter.tap.pcapng import PcapngWriter
 from greeter.tap.records import (
+    BytesRecord,
     ConnectionRecord,
     DecodeErrorRecord,
     Direction,
@@ -36,6 +41,9 @@ __all__ = [
     "MAX_FRAME_LENGTH",
     "MAX_HEADER_BLOCK",
     "REDACTED",
+    "ByteCapture",
+    "BytesRecord",
+    "CaptureFactory",
     "ConnectionRecord",
     "DecodeErrorRecord",
     "Direction",
@@ -43,6 +51,7 @@ __all__ = [
     "FrameRecord",
     "MessageRecord",
     "MessageTypes",
+    "PcapngWriter",
     "PrefaceRecord",
     "Priority",
     "RawField",

@@ -13,6 +13,12 @@ proxy takes part in none of them: HTTP/2 runs end to end between the two peers.
 Back-pressure: each direction awaits ``drain()`` after every write, so a slow reader on one side
 stops the proxy reading from the other side (TCP flow control then reaches the sender).
 Half-close is propagated (``write_eof``); a reset or error on either side closes both.
+
+TLS on either leg: with ``listen_ssl`` (greeter.server.tls.server_context) clients connect with
+TLS and the proxy terminates it; with ``target_ssl`` (client_context) it connects to the target
+with TLS. Both offer only ALPN "h2", and a leg that did not agree on it is closed with a warning.
+What is relayed (and traced) is the plaintext HTTP/2 between them, unchanged; the tap marks a
+TLS client leg (``tls`` in its transport record).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from typing import Literal
 
+from greeter.server.tls import ALPN_H2, negotiated_alpn
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, check_value
 
@@ -46,6 +54,9 @@ class Proxy:
         *,
         tap: ObserverFactory | None = None,
         connect_timeout: float = 10.0,
+        listen_ssl: ssl.SSLContext | None = None,
+        target_ssl: ssl.SSLContext | None = None,
+        target_name: str | None = None,
     ) -> None:
         check_value("Proxy.listen_port", listen_port, LISTEN_PORT)
         check_value("Proxy.target_port", target_port, PEER_PORT)
@@ -57,6 +68,12 @@ class Proxy:
         self.tap = tap
         """Called per accepted connection with (connection id, "host:port" of the client)."""
         self.connect_timeout = connect_timeout
+        self.listen_ssl = listen_ssl
+        """TLS for the clients' leg (the proxy's certificate), None for cleartext."""
+        self.target_ssl = target_ssl
+        """TLS for the target's leg (the CAs that verify it), None for cleartext."""
+        self.target_name = target_name
+        """The name the target's certificate must carry (default: ``target_host``)."""
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -73,7 +90,11 @@ class Proxy:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         self._server = await asyncio.start_server(
-            self._accepted, self.listen_host, self.requested_port
+            self._accepted,
+            self.listen_host,
+            self.requested_port,
+            ssl=self.listen_ssl,
+            ssl_handshake_timeout=self.connect_timeout if self.listen_ssl is not None else None,
         )
 
     async def stop(self) -> None:
@@ -120,6 +141,8 @@ class Proxy:
         peer = format_peer(writer.get_extra_info("peername"))
         self._writers.add(writer)
         try:
+            if not _agreed_h2(writer, f"client {peer}"):
+                return
             upstream = await self._connect_upstream(connection_id, peer)
             if upstream is None:
                 return
@@ -143,9 +166,12 @@ class Proxy:
         self, connection_id: int, peer: str | None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         target = f"{self.target_host}:{self.target_port}"
+        name = (self.target_name or self.target_host) if self.target_ssl is not None else None
         try:
-            return await asyncio.wait_for(
-                asyncio.open_connection(self.target_host, self.target_port),
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.target_host, self.target_port, ssl=self.target_ssl, server_hostname=name
+                ),
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
@@ -157,6 +183,10 @@ class Proxy:
                 exc or "timed out",
             )
             return None
+        if not _agreed_h2(writer, f"target {target}"):
+            await _close(writer)
+            return None
+        return reader, writer
 
     async def _relay(
         self,
@@ -178,6 +208,18 @@ class Proxy:
                 pump.cancel()
         errors = [str(p.exception()) for p in done if not p.cancelled() and p.exception()]
         return errors[0] if errors else "closed"
+
+
+def _agreed_h2(writer: asyncio.StreamWriter, leg: str) -> bool:
+    """True unless the leg is TLS and did not agree on ALPN "h2" (then it says so)."""
+    if writer.get_extra_info("ssl_object") is None:
+        return True
+    selected = negotiated_alpn(writer.transport)
+    if selected == ALPN_H2:
+        return True
+    shown = repr(selected) if selected else "not negotiated"
+    log.warning("closing the TLS leg to the %s: ALPN %s, gRPC needs %r", leg, shown, ALPN_H2)
+    return False
 
 
 async def _pump(

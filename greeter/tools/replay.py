@@ -1,72 +1,123 @@
-"""Replay a recorded JSON Lines trace: re-send each RPC's client messages, compare the replies.
+"""Replay a recorded JSON Lines trace: re-send each RPC as its client did, compare the replies.
 
-Messages travel as the recorded bytes (a pass-through codec, nothing is re-encoded); decoding is
-only for the difference report.
+The RPCs come from greeter/tools/recorded.py. Each is re-sent on the channel given -- greeter's
+own client (greeter.client.Channel, cleartext or TLS) in ``greeter replay``; this module only
+needs grpclib's Channel contract (:class:`ReplayChannel`: tools may not import the client layer,
+docs/architecture.md) and, to re-send compression, a ``compressing(encoding)`` scope such as
+greeter.client.call_options -- as the trace shows it: its request metadata (a value
+the trace redacted is taken from ``metadata``, the ``--metadata NAME=VALUE`` options, or left
+out and reported as missing; the client sends its own user-agent), its timeout (``timeout`` for
+an RPC recorded without one), its request compression (the recorded grpc-encoding, each message
+compressed or not as recorded), and its shape: the recorded steps in order -- before each message
+or the half-close the client waits for as many replies as had arrived at that point in the
+trace, so unary, client, server and bidi streaming RPCs keep their interleaving. Messages travel
+as the recorded bytes (a pass-through message type, nothing re-encoded); decoding is only for the
+report.
 
-An RPC of the trace is the message records of one (conn, stream) plus its rpc ``start`` and
-``end`` records (docs/trace-format.md). The request direction is the one that carried the request
-headers -- the ``start`` record's direction: ``in`` in a server-side trace, ``out`` in a
-client-side one. Every RPC is re-sent as a stream-stream call (all requests, then end of stream)
-whatever its real cardinality -- the wire is the same -- and its replies and final status are
-compared with the recorded ones: replies byte for byte, the status by code and message. RPCs the
-trace shows as incomplete or reset (a cancellation) are listed as skipped, never as differences.
+Pacing: with ``pace="none"`` the RPCs go one after the other, each step as soon as its replies
+are in; with ``pace="recorded"`` every RPC starts at its recorded offset from the first one
+(overlapping RPCs overlap again) and every step waits for its recorded time as well.
+
+Replies are compared byte for byte (decompressed) and the final status by code and message. An
+RPC the trace cannot re-send (not ended, or a request cut on the wire) is skipped with the
+reason; one whose recorded end has no status (reset, cut, no trailers) is re-sent and its outcome
+shown, but not compared.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
-from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from greeter.tap.jsonl import read_jsonl
+from greeter.tap.observer import REDACTED
 from greeter.tap.resolve import MessageTypes
+from greeter.tools.recorded import RecordedRpc, Step, load_rpcs
+from greeter.wire import compression
+from greeter.wire.metadata import decode_metadata_value
+
+__all__ = [
+    "RecordedRpc",
+    "ReplayChannel",
+    "ReplayReport",
+    "RpcOutcome",
+    "load_rpcs",
+    "replay",
+    "replay_file",
+]
+
+Pace = Literal["recorded", "none"]
+PACES = ("recorded", "none")
+LOCAL_MARGIN = 1.0
+"""Seconds past an RPC's deadline that replay waits for the server's own DEADLINE_EXCEEDED."""
+CLIENT_OWNED = frozenset({"user-agent"})
+"""Recorded metadata the replaying client sets itself."""
 
 
-class PassThroughCodec(CodecBase):
-    """A grpclib codec for messages that are already bytes: encode and decode are identity."""
+class RawMessage:
+    """A message that is already bytes: what replay sends and receives (nothing re-encoded)."""
 
-    __content_subtype__ = "proto"
+    __slots__ = ("data",)
 
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
-    def decode(self, data: bytes, message_type: Any) -> bytes:
-        return bytes(data)
+    def SerializeToString(self) -> bytes:  # the protobuf message contract
+        return self.data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> RawMessage:
+        return cls(bytes(data))
 
 
-@dataclass
-class RecordedRpc:
-    """One RPC as the trace recorded it."""
+class ReplayCall(Protocol):
+    """One call, as grpclib's Stream (greeter.client.call.ClientCall is one)."""
 
-    conn: int
-    stream: int
-    method: str = ""
-    request_direction: str = ""
-    requests: list[bytes] = field(default_factory=list)
-    responses: list[bytes] = field(default_factory=list)
-    ended: bool = False
-    status: int | None = None
-    status_message: str = ""
-    reset: str | None = None
+    async def __aenter__(self) -> ReplayCall: ...
 
-    @property
-    def label(self) -> str:
-        return f"conn {self.conn} stream {self.stream} {self.method}"
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool | None: ...
 
-    def skip_reason(self) -> str | None:
-        """Why this RPC cannot be compared, None when it can."""
-        if not self.ended:
-            return "the trace has no end for it"
-        if self.status is None:
-            return f"reset in the trace ({self.reset or 'no status'})"
-        return None
+    async def send_request(self) -> None: ...
+
+    async def send_message(self, message: RawMessage, *, compress: bool | None = None) -> None:
+        """`compress`: whether this message is compressed with the call's compression."""
+
+    async def end(self) -> None: ...
+
+    async def recv_message(self) -> RawMessage | None: ...
+
+
+class ReplayChannel(Protocol):
+    """What replay calls through: grpclib's Channel contract (greeter.client.Channel)."""
+
+    def request(
+        self,
+        name: str,
+        cardinality: Cardinality,
+        request_type: type[RawMessage],
+        reply_type: type[RawMessage],
+        *,
+        timeout: float | None = None,
+        metadata: list[tuple[str, str | bytes]] | None = None,
+    ) -> ReplayCall: ...
+
+
+Compressing = Callable[[str | None], AbstractContextManager[object]]
+"""``compressing(encoding)``: calls made inside compress their requests with `encoding`."""
+
+
+def _no_compression(encoding: str | None) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -79,6 +130,9 @@ class RpcOutcome:
     status_message: str = ""
     differences: tuple[str, ...] = ()
     skipped: str | None = None
+    unchecked: str | None = None
+    """Why the outcome was not compared (the trace has no status), None when it was."""
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -96,78 +150,135 @@ class ReplayReport:
         return all(outcome.ok for outcome in self.outcomes)
 
     def text(self) -> str:
-        """One line per RPC (plus one per difference) and a summary line."""
+        """One line per RPC (plus one per note and difference) and a summary line."""
         lines: list[str] = []
         for outcome in self.outcomes:
-            verdict = "skipped: " + outcome.skipped if outcome.skipped else "ok"
+            verdict = "ok"
+            if outcome.skipped:
+                verdict = f"skipped: {outcome.skipped}"
+            elif outcome.unchecked:
+                got = _status(outcome.status, outcome.status_message)
+                verdict = f"not compared: {outcome.unchecked}; got {got}"
             if not outcome.ok:
                 verdict = "DIFFERS"
             lines.append(f"{outcome.rpc.label}: {verdict}")
+            lines.extend(f"    note: {note}" for note in outcome.notes)
             lines.extend(f"    {difference}" for difference in outcome.differences)
-        matched = sum(1 for o in self.outcomes if o.ok and not o.skipped)
-        differing = sum(1 for o in self.outcomes if not o.ok)
-        skipped = sum(1 for o in self.outcomes if o.skipped)
-        lines.append(f"{matched} matched, {differing} differ, {skipped} skipped")
+        counts = {
+            "matched": sum(1 for o in self.outcomes if o.ok and not (o.skipped or o.unchecked)),
+            "differ": sum(1 for o in self.outcomes if not o.ok),
+            "skipped": sum(1 for o in self.outcomes if o.skipped),
+        }
+        summary = ", ".join(f"{count} {name}" for name, count in counts.items())
+        unchecked = sum(1 for o in self.outcomes if o.unchecked and not o.skipped)
+        if unchecked:
+            summary += f", {unchecked} not compared"
+        lines.append(summary)
         return "\n".join(lines)
 
 
-def load_rpcs(objects: Iterable[dict[str, object]]) -> list[RecordedRpc]:
-    """Group a trace's message and rpc records into RPCs, in the order they started."""
-    rpcs: dict[tuple[int, int], RecordedRpc] = {}
-    messages: list[dict[str, object]] = []
-    for obj in objects:
-        layer = obj.get("layer")
-        key = (_int(obj.get("conn")), _int(obj.get("stream")))
-        if layer == "rpc" and obj.get("event") == "start":
-            rpcs[key] = RecordedRpc(
-                *key, method=str(obj.get("method", "")), request_direction=str(obj["direction"])
+def request_metadata(
+    rpc: RecordedRpc, supplied: Mapping[str, str]
+) -> tuple[list[tuple[str, str | bytes]], list[str]]:
+    """The metadata to send (redacted values from `supplied`) and notes on what is missing."""
+    pairs: list[tuple[str, str | bytes]] = []
+    notes: list[str] = []
+    for name, value in rpc.metadata:
+        if name in CLIENT_OWNED:
+            continue
+        if value == REDACTED and name not in supplied:
+            notes.append(f"metadata {name} is redacted in the trace: sent without it")
+            continue
+        sent = supplied[name] if value == REDACTED else value
+        pairs.append((name, decode_metadata_value(name, sent)))
+    return pairs, notes
+
+
+class _Replayer:
+    """Re-sends RPCs on one channel and compares their outcomes."""
+
+    def __init__(
+        self,
+        channel: ReplayChannel,
+        *,
+        compressing: Compressing,
+        types: MessageTypes | None,
+        timeout: float,
+        pace: Pace,
+        metadata: Mapping[str, str],
+    ) -> None:
+        self.channel = channel
+        self.compressing = compressing
+        self.types = types
+        self.timeout = timeout
+        self.pace = pace
+        self.metadata = metadata
+
+    async def outcome(self, rpc: RecordedRpc) -> RpcOutcome:
+        skipped = rpc.skip_reason()
+        if skipped is not None:
+            return RpcOutcome(rpc, skipped=skipped, notes=tuple(rpc.notes))
+        pairs, missing = request_metadata(rpc, self.metadata)
+        notes = (*rpc.notes, *missing)
+        replies, status, message = await self.call(rpc, pairs)
+        unchecked = rpc.comparable()
+        differences = () if unchecked else tuple(compare(rpc, replies, status, message, self.types))
+        return RpcOutcome(rpc, tuple(replies), status, message, differences, None, unchecked, notes)
+
+    async def call(
+        self, rpc: RecordedRpc, metadata: list[tuple[str, str | bytes]]
+    ) -> tuple[list[bytes], int, str]:
+        """Re-send ``rpc``'s steps; return (replies, status, status message)."""
+        replies: list[bytes] = []
+        # A recorded deadline is re-sent; an RPC recorded without one gets none on the wire
+        # either, only a local bound (self.timeout) so that replay never waits forever.
+        bound = rpc.timeout if rpc.timeout is not None else self.timeout
+        encoding = rpc.encoding if compression.is_supported(rpc.encoding) else None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with self.compressing(encoding):  # read when the call is made
+            call = self.channel.request(
+                rpc.method,
+                Cardinality.STREAM_STREAM,
+                RawMessage,
+                RawMessage,
+                timeout=rpc.timeout,
+                metadata=metadata,
             )
-        elif layer == "rpc" and obj.get("event") == "end" and key in rpcs:
-            _record_end(rpcs[key], obj)
-        elif layer == "message":
-            messages.append(obj)
-    for obj in messages:
-        rpc = rpcs.get((_int(obj.get("conn")), _int(obj.get("stream"))))
-        if rpc is not None:
-            data = base64.b64decode(str(obj.get("data_b64", "")))
-            is_request = obj.get("direction") == rpc.request_direction
-            (rpc.requests if is_request else rpc.responses).append(data)
-    return list(rpcs.values())
+        try:
+            async with asyncio.timeout(bound + LOCAL_MARGIN), call:
+                await call.send_request()
+                for step in rpc.steps:
+                    if self.pace == "recorded":
+                        await asyncio.sleep(max(0.0, started + step.at - loop.time()))
+                    if not await _replies_until(call, replies, step):
+                        break  # the RPC ended before the trace's next step
+                    await _take(call, step)
+                await _replies_until(call, replies, None)
+        except GRPCError as exc:
+            return replies, exc.status.value, exc.message or ""
+        except TimeoutError:
+            return replies, Status.DEADLINE_EXCEEDED.value, f"no answer within {bound} s (replay)"
+        except StreamTerminatedError as exc:
+            return replies, Status.UNAVAILABLE.value, f"stream terminated: {exc} (replay)"
+        return replies, Status.OK.value, ""
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else -1
+async def _replies_until(call: ReplayCall, replies: list[bytes], step: Step | None) -> bool:
+    """Receive until as many replies as `step` saw (all, for None); False if the RPC ended."""
+    while step is None or len(replies) < step.replies_before:
+        reply = await call.recv_message()
+        if reply is None:
+            return False
+        replies.append(reply.data)
+    return True
 
 
-def _record_end(rpc: RecordedRpc, obj: dict[str, object]) -> None:
-    rpc.ended = True
-    status = obj.get("status")
-    rpc.status = status if isinstance(status, int) else None
-    rpc.status_message = str(obj.get("status_message") or "")
-    reset = obj.get("reset")
-    rpc.reset = str(reset) if reset is not None else None
-
-
-async def call(channel: Channel, rpc: RecordedRpc, timeout: float) -> tuple[list[bytes], int, str]:
-    """Send ``rpc``'s requests as one stream-stream call; return (replies, status, message)."""
-    replies: list[bytes] = []
-    try:
-        async with channel.request(
-            rpc.method, Cardinality.STREAM_STREAM, bytes, bytes, timeout=timeout
-        ) as stream:
-            await stream.send_request()
-            for message in rpc.requests:
-                await stream.send_message(message)
-            await stream.end()
-            while (reply := await stream.recv_message()) is not None:
-                replies.append(reply)
-    except GRPCError as exc:
-        return replies, exc.status.value, exc.message or ""
-    except TimeoutError:
-        return replies, Status.DEADLINE_EXCEEDED.value, f"no answer within {timeout} s (replay)"
-    except StreamTerminatedError as exc:
-        return replies, Status.UNAVAILABLE.value, f"stream terminated: {exc} (replay)"
-    return replies, Status.OK.value, ""
+async def _take(call: ReplayCall, step: Step) -> None:
+    if step.kind == "end":
+        await call.end()
+    else:
+        await call.send_message(RawMessage(step.data), compress=step.compressed)
 
 
 def compare(
@@ -226,36 +337,60 @@ def decode_reply(types: MessageTypes, method: str, data: bytes) -> object | None
 
 async def replay(
     rpcs: Iterable[RecordedRpc],
-    host: str,
-    port: int,
+    channel: ReplayChannel,
     *,
+    compressing: Compressing = _no_compression,
     types: MessageTypes | None = None,
     timeout: float = 10.0,
+    pace: Pace = "none",
+    metadata: Mapping[str, str] | None = None,
 ) -> ReplayReport:
-    """Re-send every RPC to ``host:port`` one after the other; report how each compares."""
-    outcomes: list[RpcOutcome] = []
-    channel = Channel(host, port, codec=PassThroughCodec())
-    try:
-        for rpc in rpcs:
-            skipped = rpc.skip_reason()
-            if skipped is not None:
-                outcomes.append(RpcOutcome(rpc, skipped=skipped))
-                continue
-            replies, status, message = await call(channel, rpc, timeout)
-            differences = compare(rpc, replies, status, message, types)
-            outcomes.append(RpcOutcome(rpc, tuple(replies), status, message, tuple(differences)))
-    finally:
-        channel.close()
+    """Re-send every RPC on ``channel``; report how each compares (module docstring).
+
+    ``Channel(target, ssl=...)`` of greeter.client with ``compressing=lambda encoding:
+    call_options(compression=encoding)`` is what ``greeter replay`` passes.
+    """
+    if pace not in PACES:
+        raise ValueError(f"pace {pace!r}: expected one of {', '.join(PACES)}")
+    rpcs = list(rpcs)
+    replayer = _Replayer(
+        channel,
+        compressing=compressing,
+        types=types,
+        timeout=timeout,
+        pace=pace,
+        metadata=metadata or {},
+    )
+    if pace == "none":
+        outcomes = [await replayer.outcome(rpc) for rpc in rpcs]
+    else:
+        outcomes = list(await asyncio.gather(*(_at_offset(replayer, r, rpcs) for r in rpcs)))
     return ReplayReport(tuple(outcomes))
+
+
+async def _at_offset(replayer: _Replayer, rpc: RecordedRpc, rpcs: list[RecordedRpc]) -> RpcOutcome:
+    """``rpc`` replayed as long after the first RPC's start as it started in the trace."""
+    await asyncio.sleep(max(0.0, rpc.started - rpcs[0].started))
+    return await replayer.outcome(rpc)
 
 
 async def replay_file(
     path: str | os.PathLike[str],
-    host: str,
-    port: int,
+    channel: ReplayChannel,
     *,
+    compressing: Compressing = _no_compression,
     types: MessageTypes | None = None,
     timeout: float = 10.0,
+    pace: Pace = "none",
+    metadata: Mapping[str, str] | None = None,
 ) -> ReplayReport:
     """:func:`replay` the RPCs of the JSON Lines trace at ``path``."""
-    return await replay(load_rpcs(read_jsonl(path)), host, port, types=types, timeout=timeout)
+    return await replay(
+        load_rpcs(read_jsonl(path)),
+        channel,
+        compressing=compressing,
+        types=types,
+        timeout=timeout,
+        pace=pace,
+        metadata=metadata,
+    )

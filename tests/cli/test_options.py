@@ -76,7 +76,7 @@ PORTS = [
     (("interop-server", "--grace", "-1"), "argument --grace: -1 is out of range"),
     (("proxy", "--listen", "127.0.0.1:70000", "--target", "127.0.0.1:1"), "--listen: port 70000"),
     (("proxy", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:0"), "--target: port 0"),
-    (("replay", "t.jsonl", "--target", "localhost:65536"), "--target: port 65536"),
+    (("replay", "t.jsonl", "--target", "localhost:65536"), "port must be 1-65535, got '65536'"),
     (("hello", "x", "--target", "localhost:70000"), "port must be 1-65535, got '70000'"),
 ]
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from ssl import SSLContext
+from typing import Any
 
 import grpc
 import pytest
@@ -21,13 +23,15 @@ from grpclib.client import Channel
 from grpclib.health.service import Health
 
 from gen.greet import GreeterStub, HelloReply, HelloRequest
+from greeter.client import Channel as GreeterChannel
+from greeter.client.call import call_options
 from greeter.server import Server
 from greeter.services.greeter import Greeter
 from greeter.tap.jsonl import read_jsonl
 from greeter.tap.observer import TapFactory
 from greeter.tap.resolve import MessageTypes
 from greeter.tap.sinks import TraceWriter
-from greeter.tools.replay import load_rpcs, replay_file
+from greeter.tools.replay import ReplayReport, load_rpcs, replay_file
 from tests.support.peers import METHOD_PATHS, REPO_ROOT, SERVICE, grpcio_greeter_handler
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]
@@ -58,10 +62,23 @@ async def record_session(path: Path) -> None:
             await call_all_four(server.port)
 
 
-async def greeter_replay(trace: Path, target: str) -> tuple[int, str]:
-    """`python -m greeter replay TRACE --target TARGET`: (exit code, stdout + stderr)."""
+async def replay_to(
+    trace: Path, target: str, *, ssl: SSLContext | None = None, **options: Any
+) -> ReplayReport:
+    """`replay_file` on greeter's client, as `greeter replay` runs it."""
+    async with GreeterChannel(target, ssl=ssl) as channel:
+        return await replay_file(
+            trace,
+            channel,
+            compressing=lambda encoding: call_options(compression=encoding),
+            **options,
+        )
+
+
+async def greeter_replay(trace: Path, target: str, *args: str) -> tuple[int, str]:
+    """`python -m greeter replay TRACE --target TARGET ARGS`: (exit code, stdout + stderr)."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "greeter", "replay", str(trace), "--target", target),
+        *(sys.executable, "-m", "greeter", "replay", str(trace), "--target", target, *args),
         cwd=REPO_ROOT,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -119,7 +136,7 @@ async def test_replay_against_greeter_matches(tmp_path: Path) -> None:
     trace = tmp_path / "session.jsonl"
     await record_session(trace)
     async with Server([Greeter(), Health()], port=0) as server:
-        report = await replay_file(trace, "127.0.0.1", server.port)
+        report = await replay_to(trace, f"127.0.0.1:{server.port}")
         code, output = await greeter_replay(trace, f"127.0.0.1:{server.port}")
     assert report.ok, report.text()
     assert len(report.outcomes) == 4
@@ -131,10 +148,7 @@ async def test_replay_against_a_different_server_reports_the_difference(tmp_path
     trace = tmp_path / "session.jsonl"
     await record_session(trace)
     with grpcio_hi_server() as target:
-        host, _, port = target.rpartition(":")
-        report = await replay_file(
-            trace, host, int(port), types=MessageTypes.from_module("gen.greet")
-        )
+        report = await replay_to(trace, target, types=MessageTypes.from_module("gen.greet"))
         code, output = await greeter_replay(trace, target)
     assert not report.ok
     differing = [o for o in report.outcomes if not o.ok]
