@@ -23,6 +23,7 @@ import itertools
 import logging
 from typing import Literal
 
+from greeter.server.listeners import listen_errors_named
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, check_value
 
@@ -72,9 +73,10 @@ class Proxy:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._accepted, self.listen_host, self.requested_port
-        )
+        with listen_errors_named(self.listen_host):
+            self._server = await asyncio.start_server(
+                self._accepted, self.listen_host, self.requested_port
+            )
 
     async def stop(self) -> None:
         """Stop accepting, close every relayed connection and wait for their relays to end."""
