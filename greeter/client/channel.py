@@ -250,7 +250,10 @@ class Channel(StubChannel):
         except OSError as exc:
             # asyncio says "[Errno 111] Connect call failed ('127.0.0.1', 1)": the errno's own
             # words ("Connection refused") say more, and the address is named already.
-            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            if isinstance(exc, ssl_module.SSLError):  # its errno is OpenSSL's, not the system's
+                why = str(exc)
+            else:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConnectionError(f"cannot connect to {address}: {why}") from None
         finally:
             self._connecting.pop(address, None)
