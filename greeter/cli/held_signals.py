@@ -40,9 +40,9 @@ class HeldSignals:
         held = cls()
         for signum in STOP_SIGNALS:
             previous = signal.getsignal(signum)
-            if previous == signal.SIG_IGN:
-                continue  # ignored by whoever started us (nohup, a shell's background job)
             # None: a handler not set from Python; its default is what Python would restore.
+            # SIG_IGN (a shell's background job ignores SIGINT) is held too, as the servers'
+            # handlers catch both signals whatever came before; `release` gives it back.
             held._previous[signum] = signal.SIG_DFL if previous is None else previous
             signal.signal(signum, held)
         return held

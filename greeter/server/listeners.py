@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from ssl import SSLContext
 from typing import Protocol, runtime_checkable
 
@@ -166,9 +166,10 @@ class Server:
             _remove_stale_socket(self.uds)
             self._server = await loop.create_unix_server(factory, self.uds)
         else:
-            self._server = await loop.create_server(
-                factory, self.host, self.requested_port, reuse_port=self.reuse_port
-            )
+            with listen_errors_named(self.host):
+                self._server = await loop.create_server(
+                    factory, self.host, self.requested_port, reuse_port=self.reuse_port
+                )
 
     @property
     def port(self) -> int:
@@ -275,6 +276,16 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+@contextlib.contextmanager
+def listen_errors_named(host: str) -> Iterator[None]:
+    """A host to listen on that does not resolve: an OSError naming it (the resolver's own error
+    says only "Name or service not known")."""
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on host {host!r}: {exc.strerror}") from None
 
 
 def _check_grace(grace: float | None) -> None:

@@ -30,6 +30,7 @@ import logging
 import ssl
 from typing import Literal
 
+from greeter.server.listeners import listen_errors_named
 from greeter.server.tls import ALPN_H2, negotiated_alpn
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 from greeter.wire.ranges import LISTEN_PORT, PEER_PORT, SECONDS, check_value
@@ -89,13 +90,14 @@ class Proxy:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._accepted,
-            self.listen_host,
-            self.requested_port,
-            ssl=self.listen_ssl,
-            ssl_handshake_timeout=self.connect_timeout if self.listen_ssl is not None else None,
-        )
+        with listen_errors_named(self.listen_host):
+            self._server = await asyncio.start_server(
+                self._accepted,
+                self.listen_host,
+                self.requested_port,
+                ssl=self.listen_ssl,
+                ssl_handshake_timeout=self.connect_timeout if self.listen_ssl is not None else None,
+            )
 
     async def stop(self) -> None:
         """Stop accepting, close every relayed connection and wait for their relays to end."""

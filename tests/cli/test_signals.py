@@ -37,6 +37,11 @@ COMMANDS = {
     ),
 }
 
+FOREGROUND = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+"""A terminal's foreground command starts with SIGINT at Python's handler; a background job of a
+non-interactive shell (pytest run as `... &`) would pass SIG_IGN on, and Ctrl-C would be a no-op."""
+RUN_GREETER = "import runpy; runpy.run_module('greeter', run_name='__main__')"
+
 
 def signalled_at_once(args: list[str], ready: str) -> tuple[int, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -61,7 +66,8 @@ def test_ctrl_c_in_an_interactive_call_exits_130_without_a_traceback() -> None:
     """A bidi `greeter call` reading stdin, interrupted after its first reply (a terminal's
     Ctrl-C): the shell's 128 + SIGINT, no traceback."""
     with spawn_greeter_server() as server:
-        argv = [sys.executable, "-m", "greeter", "call", server.target, "greet.Greeter/BidiHello"]
+        command = ["call", server.target, "greet.Greeter/BidiHello"]
+        argv = [sys.executable, "-c", FOREGROUND + RUN_GREETER, *command]
         call = subprocess.Popen(
             [*argv, "-"],
             cwd=REPO_ROOT,
@@ -101,7 +107,7 @@ class PauseBeforeTheStack:
 
 sys.meta_path.insert(0, PauseBeforeTheStack())
 """
-LAUNCH = "import pause_hook, runpy; runpy.run_module('greeter', run_name='__main__')"
+LAUNCH = f"{FOREGROUND}import pause_hook; {RUN_GREETER}"
 
 
 def signalled_while_importing(
