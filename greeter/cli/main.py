@@ -78,8 +78,6 @@ INTEROP_PORT = 10000
 UNIX_PREFIX = "unix:"
 
 
-REPLAY_TIMEOUT = Range(0.001, 86_400.0)
-"""Seconds a replayed RPC without a recorded deadline gets."""
 
 
 def metadata_value(text: str) -> tuple[str, str]:
@@ -258,7 +256,7 @@ def _add_replay_parser(commands: Any) -> None:
     )
     replay.add_argument(
         "--timeout",
-        type=checked(REPLAY_TIMEOUT),
+        type=checked(SECONDS),
         default=10.0,
         metavar="SECONDS",
         help="deadline of an RPC the trace shows without grpc-timeout (default 10)",

@@ -126,6 +126,7 @@ def load_rpcs(objects: Iterable[dict[str, object]]) -> list[RecordedRpc]:
             _ended(rpc, obj)
     for rpc in rpcs.values():
         _end_pending(rpc)
+        _unframed_tail(rpc)
         if rpc.unreplayable is None and not any(step.kind == "end" for step in rpc.steps):
             last = rpc.steps[-1].at if rpc.steps else 0.0
             rpc.steps.append(Step("end", last, rpc.steps[-1].replies_before if rpc.steps else 0))
@@ -196,6 +197,26 @@ def _message(rpc: RecordedRpc, obj: dict[str, object]) -> None:
         rpc.unreplayable = partial
     else:
         rpc.add("send", at, partial)
+
+
+def _unframed_tail(rpc: RecordedRpc) -> None:
+    """A request message whose prefix is in the DATA frames but that the tap never recorded (it
+    records a message over the limit only once the message is complete, and the server reset
+    the stream first): rebuilt like one recorded with the size error when the RPC ended
+    RESOURCE_EXHAUSTED, else the RPC was cut inside it."""
+    offset = rpc.framed
+    if rpc.unreplayable is not None or len(rpc.data) < offset + PREFIX_SIZE:
+        return
+    length = int.from_bytes(rpc.data[offset + 1 : offset + PREFIX_SIZE], "big")
+    index = len(rpc.requests) + 1
+    # grpc-status 8 (RESOURCE_EXHAUSTED): refused from its prefix, over the receive limit.
+    error = TOO_LARGE if rpc.status == 8 else "cut before its end"
+    partial = _rebuilt(rpc, error, index, length)
+    if isinstance(partial, str):
+        rpc.unreplayable = partial
+        return
+    end = next((i for i, step in enumerate(rpc.steps) if step.kind == "end"), len(rpc.steps))
+    rpc.steps.insert(end, Step("send", rpc.steps[end - 1].at if end else 0.0, 0, partial))
 
 
 def _rebuilt(rpc: RecordedRpc, error: str, index: int, length: int) -> bytes | str:
