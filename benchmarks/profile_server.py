@@ -65,8 +65,9 @@ PACKAGES = (
 STAGES = (
     ("h2 receive_data (all of receiving)", "receive_data", "/h2/connection.py"),
     ("  HPACK decode of request headers", "decode", "/hpack_cache.py"),
-    ("h2 send_headers (response headers, trailers)", "send_headers", "/h2/connection.py"),
-    ("h2 send_data", "send_data", "/h2/connection.py"),
+    # Since greeter/core/frame_writer.py, HEADERS and DATA on known streams skip h2's methods.
+    ("send_headers (response headers, trailers)", "send_headers", "/core/frame_writer.py"),
+    ("send_data (response messages)", "send_data", "/core/frame_writer.py"),
     ("betterproto2 parse + encode", "", "/betterproto2/"),
     ("the handler (Greeter.say_hello)", "say_hello", "greeter/services/"),
     ("socket writes (transport.write)", "write", "asyncio/selector_events.py"),
