@@ -78,8 +78,6 @@ INTEROP_PORT = 10000
 UNIX_PREFIX = "unix:"
 
 
-
-
 def metadata_value(text: str) -> tuple[str, str]:
     """`--metadata NAME=VALUE`: the name lower-cased, as HTTP/2 sends it."""
     name, equals, value = text.partition("=")
