@@ -154,6 +154,15 @@ class ClientConnection(Connection):
         stream.half_close = True
         self._dirty[stream_id] = stream
 
+    def _ends(self, stream: StreamState) -> bool:
+        # A half-closed request's END_STREAM rides on its last DATA frame (RFC 9113 §6.1), as
+        # C-core's and grpc-go's do: no empty frame after it.
+        if not stream.half_close:
+            return False
+        stream.half_close = False
+        stream.local_ended = True
+        return True
+
     def _sent_everything(self, stream: StreamState) -> None:
         if stream.half_close:
             stream.half_close = False
@@ -196,14 +205,11 @@ class ClientConnection(Connection):
             self._end(stream, Status.INTERNAL, "response ended inside a message", out)
             return
         try:
-            pseudo, regular = headers.response_fields(event.headers or [])
+            end = headers.parse_trailers(event.headers or [])
         except GreeterError as exc:
-            self._end(stream, Status.INTERNAL, f"malformed trailers: {exc}", out)
+            self._end(stream, Status.INTERNAL, exc.message, out)
             return
-        if pseudo:
-            self._end(stream, Status.INTERNAL, "trailers carry a pseudo-header", out)
-            return
-        self._end_with(stream, headers.call_status(regular), out, reset=False)
+        self._end_with(stream, end, out, reset=False)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded, out: list[Event]) -> None:
         stream = self._streams.get(event.stream_id)

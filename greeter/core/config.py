@@ -20,6 +20,7 @@ from h2.stream import StreamClosedBy
 from hyperframe.frame import RstStreamFrame
 
 from greeter.core import hpack_cache
+from greeter.core.frame_reader import FrameReadingH2Connection
 from greeter.core.frame_writer import FrameWritingH2Connection
 from greeter.wire.ranges import COUNT, INT32_MAX, SECONDS, Range, check_fields
 
@@ -133,7 +134,7 @@ class _LimitCheckedPerStream(SlimSettings):
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
-class GrpcH2Connection(FrameWritingH2Connection):
+class GrpcH2Connection(FrameReadingH2Connection, FrameWritingH2Connection):
     """h2's connection, ignoring DATA that arrives on a stream after we reset it.
 
     RFC 9113 §5.1: an endpoint that sent RST_STREAM "MUST ignore frames that it receives on

@@ -374,10 +374,15 @@ class Connection:
                 return False
             chunk = take_frame(outbound, room)
             stream.queued -= len(chunk)
-            self._h2.send_data(stream_id, chunk)
+            self._h2.send_data(stream_id, chunk, end_stream=not outbound and self._ends(stream))
             self._defences.data_sent()
         self._sent_everything(stream)
         return True
+
+    def _ends(self, stream: StreamState) -> bool:
+        """The stream's last queued DATA frame goes now: True when it also ends the stream
+        (the role records that it did)."""
+        return False
 
     def _sent_everything(self, stream: StreamState) -> None:
         """The stream's queue is empty: send what ends it, if the role has queued an end."""

@@ -10,6 +10,7 @@ so the rules live here.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from grpclib.const import Status
 
@@ -108,10 +109,25 @@ def _apply_field(
             raise RejectedRequestError(Status.INTERNAL, f"malformed {name} value") from None
 
 
-MAX_CACHED_REQUEST_HEADS = 256
-"""Distinct valid request header lists remembered process-wide before the cache starts over
-(lists that differ per call, such as those carrying grpc-timeout, would otherwise grow it)."""
-_request_heads: dict[tuple[tuple[bytes, bytes], ...], RequestHead] = {}
+MAX_CACHED_HEADS = 256
+"""Distinct valid header lists of each kind (request heads, response heads, trailers)
+remembered process-wide before that cache starts over (lists that differ per call, such as
+those carrying grpc-timeout, would otherwise grow it)."""
+BlockKey = tuple[tuple[bytes, bytes], ...]
+_request_heads: dict[BlockKey, RequestHead] = {}
+_response_heads: dict[tuple[BlockKey, bool], ResponseHead] = {}
+_trailers: dict[BlockKey, CallStatus] = {}
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Keep `value` under `key`, starting the cache over when it is full."""
+    if len(cache) >= MAX_CACHED_HEADS:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def parse_request(headers: HeaderList) -> RequestHead:
@@ -125,10 +141,7 @@ def parse_request(headers: HeaderList) -> RequestHead:
     key = tuple(headers)
     head = _request_heads.get(key)
     if head is None:
-        head = _parse_request(headers)
-        if len(_request_heads) >= MAX_CACHED_REQUEST_HEADS:
-            _request_heads.clear()
-        _request_heads[key] = head
+        head = _remember(_request_heads, key, _parse_request(headers))
     return head
 
 
@@ -392,14 +405,43 @@ def call_status(regular: list[tuple[str, str]]) -> CallStatus:
     return CallStatus(status, message, _custom(regular), details, pushback)
 
 
+def parse_trailers(block: HeaderList) -> CallStatus:
+    """The call's end from its trailers; MalformedHeadersError for a block no trailers may be.
+
+    Servers end every call of a kind with the same block (``grpc-status: 0``), so a valid
+    block's status is built once and shared (a CallStatus is never modified).
+    """
+    key = tuple(block)
+    end = _trailers.get(key)
+    if end is None:
+        try:
+            pseudo, regular = response_fields(block)
+        except MalformedHeadersError as exc:
+            raise MalformedHeadersError(f"malformed trailers: {exc}") from None
+        if pseudo:
+            raise MalformedHeadersError("trailers carry a pseudo-header")
+        end = _remember(_trailers, key, call_status(regular))
+    return end
+
+
 def parse_response(block: HeaderList, *, ends_stream: bool) -> ResponseHead:
     """Classify a response's first header block (PROTOCOL-HTTP2.md "Responses").
 
     A non-200 `:status` or a content-type that is not gRPC ends the call at once with the
     status doc/http-grpc-status-mapping.md names (UNKNOWN for a 200 that is not gRPC), unless
     the block carries a grpc-status (Trailers-Only), which then wins. Raises
-    MalformedHeadersError for a block no HTTP/2 response may have.
+    MalformedHeadersError for a block no HTTP/2 response may have. A valid block's head is
+    built once and shared, as for `parse_request`.
     """
+    key = (tuple(block), ends_stream)
+    head = _response_heads.get(key)
+    if head is None:
+        head = _remember(_response_heads, key, _parse_response(block, ends_stream))
+    return head
+
+
+def _parse_response(block: HeaderList, ends_stream: bool) -> ResponseHead:
+    """`parse_response` without the cache."""
     pseudo, regular = response_fields(block)
     if ":status" not in pseudo:
         raise MalformedHeadersError("response without :status")

@@ -20,6 +20,7 @@ replayable, with the reason.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,6 +40,9 @@ class Step:
     """Replies the client had received when it did this."""
     data: bytes = b""
     compressed: bool = False
+    ends: bool = False
+    """A message whose DATA frame also carried the request's END_STREAM (the half-close
+    step follows it; a replay sends both in one frame)."""
 
 
 @dataclass
@@ -173,6 +177,9 @@ def _frame(rpc: RecordedRpc, obj: dict[str, object]) -> None:
 def _end_pending(rpc: RecordedRpc) -> None:
     """The END_STREAM frame's messages have all been recorded: the half-close comes now."""
     if rpc.ending is not None:
+        last = rpc.steps[-1] if rpc.steps else None
+        if last is not None and last.kind == "send" and last.at >= rpc.ending - rpc.started:
+            rpc.steps[-1] = dataclasses.replace(last, ends=True)  # recorded from that frame
         rpc.add("end", rpc.ending)
         rpc.ending = None
 

@@ -89,8 +89,11 @@ class ReplayCall(Protocol):
 
     async def send_request(self) -> None: ...
 
-    async def send_message(self, message: RawMessage, *, compress: bool | None = None) -> None:
-        """`compress`: whether this message is compressed with the call's compression."""
+    async def send_message(
+        self, message: RawMessage, *, end: bool = False, compress: bool | None = None
+    ) -> None:
+        """`compress`: whether this message is compressed with the call's compression; `end`:
+        half-close with it (END_STREAM on its DATA frame)."""
 
     async def end(self) -> None: ...
 
@@ -278,7 +281,7 @@ async def _take(call: ReplayCall, step: Step) -> None:
     if step.kind == "end":
         await call.end()
     else:
-        await call.send_message(RawMessage(step.data), compress=step.compressed)
+        await call.send_message(RawMessage(step.data), end=step.ends, compress=step.compressed)
 
 
 def compare(

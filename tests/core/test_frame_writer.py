@@ -124,6 +124,71 @@ def test_the_writer_matches_h2(name: str) -> None:
     assert written == expected
 
 
+def client_outcome(connection: h2.connection.H2Connection, commands: list[Command]) -> list[Any]:
+    """`outcome` for a client: every stream's state, plus what h2 records of each request."""
+    results = outcome(connection, commands)
+    for stream_id, stream in sorted(connection.streams.items()):
+        results.append(
+            (stream_id, stream.state_machine.state, stream.request_method, stream._authority)
+        )
+    return [*results, connection.highest_outbound_stream_id]
+
+
+def limited_client(kind: type[h2.connection.H2Connection]) -> h2.connection.H2Connection:
+    """A client whose server allows two concurrent streams."""
+    server = h2.connection.H2Connection(h2_configuration(client_side=False))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+    client = kind(h2_configuration(client_side=True))
+    client.initiate_connection()
+    client.receive_data(server.data_to_send())
+    client.data_to_send()
+    return client
+
+
+CLIENT_SCENARIOS: dict[str, list[Command]] = {
+    "three calls": [
+        lambda c: c.send_headers(1, REQUEST),
+        lambda c: c.send_headers(3, REQUEST, end_stream=True),
+        lambda c: c.send_data(1, b"\x00\x00\x00\x00\x01x", end_stream=True),
+        lambda c: c.send_headers(5, REQUEST),
+    ],
+    "a stream id going down": [
+        lambda c: c.send_headers(5, REQUEST),
+        lambda c: c.send_headers(3, REQUEST),
+    ],
+    "an even stream id": [lambda c: c.send_headers(2, REQUEST)],
+    "over the server's stream limit, then one ends": [
+        lambda c: c.send_headers(1, REQUEST),
+        lambda c: c.send_headers(3, REQUEST),
+        lambda c: c.send_headers(5, REQUEST),
+        lambda c: c.reset_stream(1),
+        lambda c: c.send_headers(7, REQUEST, end_stream=True),
+    ],
+    "a large request header block": [
+        lambda c: c.send_headers(1, [*REQUEST, (b"x-big", b"v" * 40_000)], end_stream=True)
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(CLIENT_SCENARIOS))
+def test_new_client_streams_match_h2(name: str) -> None:
+    commands = CLIENT_SCENARIOS[name]
+    expected = client_outcome(limited_client(h2.connection.H2Connection), commands)
+    written = client_outcome(limited_client(FrameWritingH2Connection), commands)
+    assert written == expected
+
+
+def test_many_sequential_calls_keep_few_streams() -> None:
+    """New streams skip h2's per-stream count, yet closed streams are still forgotten."""
+    client = FrameWritingH2Connection(h2_configuration(client_side=True))
+    client.initiate_connection()
+    for stream_id in range(1, 2001, 2):
+        client.send_headers(stream_id, REQUEST, end_stream=True)
+        client.reset_stream(stream_id)
+    assert len(client.streams) <= 40
+
+
 def test_a_client_request_body_matches_h2() -> None:
     results = []
     for kind in (h2.connection.H2Connection, FrameWritingH2Connection):

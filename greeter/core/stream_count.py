@@ -1,0 +1,41 @@
+"""Counting open streams without walking them all for every new stream.
+
+h2 checks SETTINGS_MAX_CONCURRENT_STREAMS for each new stream by walking every stream it holds
+(`H2Connection._open_streams`), and that walk is also the only place h2 forgets closed streams.
+At 64 calls in flight that walk was a visible share of the client's time per call. The frame
+reader (new request streams on the server) and the frame writer (new call streams on the
+client) ask `has_room_for_stream` instead, which walks only when the answer is not obvious and
+often enough that closed streams never pile up. h2 4.x seam: `_open_streams`, `streams`.
+"""
+
+from __future__ import annotations
+
+import h2.connection
+
+__all__ = ["StreamCountingH2Connection"]
+
+SWEEP_SLACK = 16
+"""Closed streams h2 may hold, at least, before a new stream sweeps them."""
+
+
+class StreamCountingH2Connection(h2.connection.H2Connection):
+    """h2's connection with an amortised O(1) "may one more stream open?" check."""
+
+    _sweep_at = SWEEP_SLACK
+
+    def has_room_for_stream(self, limit: int, *, inbound: bool) -> bool:
+        """One more stream of that direction stays within `limit` open streams.
+
+        While the streams h2 holds (closed ones included) are fewer than the limit, the answer
+        is yes without counting. Otherwise, and at the latest once they have grown by the open
+        count (at least SWEEP_SLACK) since the previous walk, h2's walk counts them and forgets
+        the closed ones: closed streams never pile up, and walks cost O(1) per stream.
+        """
+        held = len(self.streams)
+        if held + 1 <= limit and held < self._sweep_at:
+            return True
+        # Client-initiated streams are odd (RFC 9113 §5.1.1).
+        remainder = int(self.config.client_side) ^ int(inbound)
+        count = self._open_streams(remainder)
+        self._sweep_at = len(self.streams) + max(SWEEP_SLACK, count)
+        return count + 1 <= limit
