@@ -162,6 +162,48 @@ def grpc_error(end: CallEnded) -> GRPCError:
 class ClientCall(StubStream[SendT, RecvT]):
     """One call: created by `Channel.request`, used as ``async with`` by the stubs."""
 
+    # Slots: a call has more attributes than CPython's shared-key instance dicts hold (30),
+    # and past that each call built a full dict; __dict__ still takes what an interceptor adds.
+    __slots__ = (
+        "__dict__",
+        "_attempts",
+        "_caller_cancelled",
+        "_host",
+        "_inbox",
+        "_initial_metadata",
+        "_initial_pairs",
+        "_interceptors",
+        "_loop",
+        "_released",
+        "_request_ended",
+        "_retries",
+        "_retrying",
+        "_sent",
+        "_sent_bytes",
+        "_started",
+        "_stream_id",
+        "_timer",
+        "_trailing_metadata",
+        "_transport",
+        "_waiter",
+        "authority",
+        "cardinality",
+        "compression",
+        "deadline",
+        "duration",
+        "last_message_compressed",
+        "messages_received",
+        "messages_sent",
+        "metadata",
+        "outcome",
+        "path",
+        "peer",
+        "reply_type",
+        "request_type",
+        "started_at",
+        "wait_for_ready",
+    )
+
     def __init__(
         self,
         channel: CallHost,
@@ -184,7 +226,8 @@ class ClientCall(StubStream[SendT, RecvT]):
         self.metadata = metadata
         """Request metadata (pairs; an interceptor's `start` may change it)."""
         self._interceptors = channel.interceptors
-        self.started_at = asyncio.get_running_loop().time()
+        self._loop = loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
         self.duration: float | None = None
         """Seconds from the call's creation to its end; None while it runs."""
         self.messages_sent = 0
@@ -197,7 +240,6 @@ class ClientCall(StubStream[SendT, RecvT]):
         self.wait_for_ready = (
             config.wait_for_ready if options.wait_for_ready is None else options.wait_for_ready
         )
-        self._loop = asyncio.get_running_loop()
         self._transport: ClientTransport | None = None
         self._stream_id = 0
         self._inbox: deque[MessageReceived] = deque()
@@ -214,8 +256,9 @@ class ClientCall(StubStream[SendT, RecvT]):
         self._timer: asyncio.TimerHandle | None = None
         self.outcome: CallEnded | None = None
         """How the call ended (status, message, trailing metadata); None while it runs."""
-        self.initial_metadata: Metadata | None = None
-        self.trailing_metadata: Metadata | None = None
+        self._initial_pairs: Sequence[tuple[str, str | bytes]] | None = None
+        self._initial_metadata: Metadata | None = None
+        self._trailing_metadata: Metadata | None = None
         self.peer: Peer | None = None
         self.last_message_compressed: bool | None = None
         """Whether the response message `recv_message` returned last arrived compressed on the
@@ -227,6 +270,32 @@ class ClientCall(StubStream[SendT, RecvT]):
     @property
     def status(self) -> Status | None:
         return self.outcome.status if self.outcome is not None else None
+
+    # The metadata objects are built when first read: most calls never read them.
+
+    @property
+    def initial_metadata(self) -> Metadata | None:
+        """The response headers' metadata, once they arrived (None before)."""
+        if self._initial_metadata is None and self._initial_pairs is not None:
+            self._initial_metadata = Metadata(MultiDict(self._initial_pairs))
+        return self._initial_metadata
+
+    @initial_metadata.setter
+    def initial_metadata(self, value: Metadata | None) -> None:
+        # grpclib's Stream declares a writeable attribute; the stubs' type contract keeps it.
+        self._initial_metadata = value
+
+    @property
+    def trailing_metadata(self) -> Metadata | None:
+        """The trailers' metadata, once the call ended (None before)."""
+        if self._trailing_metadata is None and self.outcome is not None:
+            self._trailing_metadata = Metadata(MultiDict(self.outcome.metadata))
+        return self._trailing_metadata
+
+    @trailing_metadata.setter
+    def trailing_metadata(self, value: Metadata | None) -> None:
+        # grpclib's Stream declares a writeable attribute; the stubs' type contract keeps it.
+        self._trailing_metadata = value
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -325,11 +394,11 @@ class ClientCall(StubStream[SendT, RecvT]):
     async def recv_initial_metadata(self) -> None:
         """Wait for the response headers (then `initial_metadata` holds their metadata); GRPCError
         when the call ended without a response."""
-        while self.initial_metadata is None and self.outcome is None:
+        while self._initial_pairs is None and self.outcome is None:
             await self._wait()
-        if self.initial_metadata is None:
+        if self._initial_pairs is None:
             self._raise_if_failed()
-            self.initial_metadata = Metadata(MultiDict())
+            self._initial_pairs = ()
 
     async def recv_message(self) -> RecvT | None:
         """The next response message; None after the last one; GRPCError if the call failed."""
@@ -397,7 +466,7 @@ class ClientCall(StubStream[SendT, RecvT]):
 
     def response_started(self, event: ResponseStarted) -> None:
         self._sent = None  # the server processed the call: no transparent retry from now on
-        self.initial_metadata = Metadata(MultiDict(event.metadata))
+        self._initial_pairs = event.metadata
         self._wake()
 
     def message_received(self, event: MessageReceived) -> None:
@@ -490,7 +559,6 @@ class ClientCall(StubStream[SendT, RecvT]):
 
     def _set_outcome(self, end: CallEnded) -> None:
         self.outcome = end
-        self.trailing_metadata = Metadata(MultiDict(end.metadata))
         self.duration = self._loop.time() - self.started_at
         if self._timer is not None:
             self._timer.cancel()

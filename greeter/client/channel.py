@@ -110,13 +110,17 @@ class Channel(StubChannel):
         metadata: MetadataLike | None = None,
     ) -> ClientCall[SendT, RecvT]:
         """A call of method `name` ("/package.Service/Method"), to use as ``async with``."""
-        check_value("timeout", timeout, CALL_TIMEOUT)
+        if timeout is not None:
+            check_value("timeout", timeout, CALL_TIMEOUT)
         if self.propagate:
             deadline = inherited_deadline(timeout, deadline)
         elif timeout is not None:
             candidate = Deadline.from_timeout(timeout)
             deadline = candidate if deadline is None else min(deadline, candidate)
-        pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata or ())
+        if metadata is None:
+            pairs: list[tuple[str, str | bytes]] = []
+        else:
+            pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata)
         return ClientCall(
             self, name, cardinality, request_type, reply_type, deadline=deadline, metadata=pairs
         )

@@ -32,6 +32,9 @@ def inherited_deadline(
     timeout: float | None = None, deadline: Deadline | None = None
 ) -> Deadline | None:
     """The earliest of `timeout` (from now), `deadline` and the current handler's deadline."""
+    if timeout is None and deadline is None:  # most calls: no list to build
+        rpc = current_rpc_or_none()
+        return rpc.deadline if rpc is not None else None
     candidates: list[Deadline] = []
     if timeout is not None:
         candidates.append(Deadline.from_timeout(timeout))

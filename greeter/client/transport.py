@@ -31,6 +31,7 @@ from greeter.core.events import (
     ResponseStarted,
     SendUnblocked,
 )
+from greeter.server.reads import BufferedReads
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 
 log = logging.getLogger("greeter.client")
@@ -55,7 +56,7 @@ class CallSink(Protocol):
     def call_ended(self, event: CallEnded) -> None: ...
 
 
-class ClientTransport(asyncio.Protocol):
+class ClientTransport(BufferedReads):
     """One HTTP/2 connection of a channel: feeds the core, routes events, writes its output."""
 
     def __init__(

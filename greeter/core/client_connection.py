@@ -152,7 +152,7 @@ class ClientConnection(Connection):
         """Half-close: END_STREAM follows the queued messages."""
         stream = self._open_stream(stream_id)
         stream.half_close = True
-        self._dirty[stream_id] = stream
+        self._mark_dirty(stream)
 
     def _ends(self, stream: StreamState) -> bool:
         # A half-closed request's END_STREAM rides on its last DATA frame (RFC 9113 §6.1), as

@@ -84,6 +84,8 @@ class Connection:
         self._streams: dict[int, StreamState] = {}
         self._dirty: dict[int, StreamState] = {}
         """Streams with messages or an end queued by commands, for `data_to_send`."""
+        self._dirty_bytes = 0
+        """Bytes queued on the streams in `_dirty` (checked against the windows at once)."""
         self._credit: dict[int, int] = {}
         """Flow-control bytes the application consumed, returned at `data_to_send`."""
         self._held_output = bytearray()
@@ -258,7 +260,10 @@ class Connection:
         # Not handed to h2 yet: blocked if this stream's window, or what the connection's
         # window leaves after the streams queued before it this turn, cannot take it all.
         with contextlib.suppress(*STREAM_GONE, h2.exceptions.StreamClosedError):
-            if stream.queued > self._h2.local_flow_control_window(stream_id):
+            window = self._h2.local_flow_control_window(stream_id)
+            if self._dirty_bytes <= window:
+                return False  # everything queued this turn fits both windows
+            if stream.queued > window:
                 return True
             ahead = 0
             for queued in self._dirty.values():
@@ -358,9 +363,16 @@ class Connection:
         else:
             stream.outbound.append(prefix)
             stream.outbound.append(memoryview(payload))
+        self._mark_dirty(stream)
         stream.queued += 5 + len(payload)
-        self._dirty[stream.stream_id] = stream
+        self._dirty_bytes += 5 + len(payload)
         return 5 + len(payload)
+
+    def _mark_dirty(self, stream: StreamState) -> None:
+        """`data_to_send` hands the stream's queue (or its end) to h2."""
+        if stream.stream_id not in self._dirty:
+            self._dirty[stream.stream_id] = stream
+            self._dirty_bytes += stream.queued  # bytes an earlier turn's windows held back
 
     def _flush(self, stream: StreamState) -> bool:
         """Hand queued bytes to h2 within the flow-control window; True when all are gone."""
@@ -394,6 +406,7 @@ class Connection:
             # For a stream that ended meanwhile h2 returns the connection-level credit only.
             self._h2.acknowledge_received_data(flow_bytes, stream_id)
         dirty, self._dirty = self._dirty, {}
+        self._dirty_bytes = 0
         for stream_id, stream in dirty.items():
             if self._streams.get(stream_id) is stream and not self.closed:
                 self._flush(stream)

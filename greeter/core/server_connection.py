@@ -132,7 +132,7 @@ class ServerConnection(Connection):
             return
         stream.trailers = headers.trailers(status, message, metadata, details)
         stream.closing = True
-        self._dirty[stream_id] = stream
+        self._mark_dirty(stream)
 
     def start_shutdown(self, debug: bytes = b"") -> None:
         """Begin a graceful shutdown with the two-step GOAWAY of RFC 9113 §6.8.

@@ -25,12 +25,14 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from greeter.server.reads import ReadingProtocol
+
 __all__ = ["close_listener"]
 
 log = logging.getLogger("greeter.server")
 
 
-async def close_listener(server: asyncio.Server, factory: Callable[[], asyncio.Protocol]) -> None:
+async def close_listener(server: asyncio.Server, factory: Callable[[], ReadingProtocol]) -> None:
     """Stop accepting on `server`; connections already accepted or queued get `factory`'s
     protocol as if accepted normally (with TLS its gate runs the handshake,
     greeter.server.tls_gate)."""

@@ -38,6 +38,7 @@ from greeter.server.config import ServerConfig
 from greeter.server.context import rpc_scope
 from greeter.server.handler_stream import ServerStream
 from greeter.server.interceptors import ServerInterceptor
+from greeter.server.reads import BufferedReads
 from greeter.server.watchdog import Watchdog
 from greeter.tap.attach import ObserverFactory, SafeObserver, format_peer, open_observer
 
@@ -102,7 +103,7 @@ class ConnectionHost(Protocol):
         ...
 
 
-class ConnectionDriver(asyncio.Protocol):
+class ConnectionDriver(BufferedReads):
     """One accepted connection: feeds the core, runs a task per RPC, writes what the core queues."""
 
     def __init__(self, server: ConnectionHost) -> None:

@@ -28,6 +28,7 @@ from greeter.server.backlog import close_listener
 from greeter.server.config import SERVER_RANGES, ServerConfig, Timeouts
 from greeter.server.driver import ConnectionDriver, ServerMonitor
 from greeter.server.interceptors import ServerInterceptor
+from greeter.server.reads import ReadingProtocol
 from greeter.server.signals import STOP_SIGNALS, SignalCatcher
 from greeter.server.tls_gate import TlsGate
 from greeter.tap.attach import ObserverFactory
@@ -99,7 +100,7 @@ class Server:
         self.connections: set[ConnectionDriver] = set()
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
-        self._factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
+        self._factory: Callable[[], ReadingProtocol] = functools.partial(ConnectionDriver, self)
         self._stopping = False
         self._closing = False
         """The listener is closing or closed: a connection admitted now gets GOAWAY at once."""
@@ -152,7 +153,7 @@ class Server:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._closing = False
-        factory: Callable[[], asyncio.Protocol] = functools.partial(ConnectionDriver, self)
+        factory: Callable[[], ReadingProtocol] = functools.partial(ConnectionDriver, self)
         if self.ssl is not None:
             # The gate runs the TLS handshake (so that a failed one is logged and traced); it
             # precedes the connection's own handshake timer, with the same limit.

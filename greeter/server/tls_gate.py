@@ -25,6 +25,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from greeter.server.reads import ReadingProtocol
 from greeter.server.tls import ALPN_H2, negotiated_alpn
 from greeter.tap.attach import ObserverFactory, format_peer, open_observer
 
@@ -114,7 +115,7 @@ class TlsGate(asyncio.Protocol):
     def __init__(
         self,
         context: ssl.SSLContext,
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[], ReadingProtocol],
         host: GateHost,
         handshake_timeout: float | None,
     ) -> None:
