@@ -95,6 +95,10 @@ class CallHost(Protocol):
     authority: str
     """The ``:authority`` calls carry (the target's host[:port])."""
 
+    def ready(self) -> ClientTransport | None:
+        """A connection that takes a call now, without waiting; None when `pick` must wait."""
+        ...
+
     async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
         """A connection that takes a call now; GRPCError when there is none."""
         ...
@@ -301,6 +305,28 @@ class ClientCall(StubStream[SendT, RecvT]):
 
     async def send_request(self, *, end: bool = False) -> None:
         """Start the call (request headers); with `end`, half-close at once."""
+        if not self._started and not self._start_at_once():
+            await self._start()
+        if end:
+            self._half_close()
+
+    # The common path of a call awaits nothing but its response: the start below, the sends
+    # and the half-close run without creating a coroutine when no interceptor, connection or
+    # flow-control window makes them wait (a coroutine per step was a visible share of a call).
+
+    def _start_at_once(self) -> bool:
+        """Start the call now if nothing needs awaiting (no interceptor, and a connection that
+        takes it); False when `_start` must do it."""
+        if self._interceptors:
+            return False
+        transport = self._host.ready()
+        if transport is None:
+            return False
+        self._started = True
+        self._arm_deadline()
+        return self._place(transport)
+
+    async def _start(self) -> None:
         if not self._started:
             self._started = True
             for interceptor in self._interceptors:
@@ -309,13 +335,14 @@ class ClientCall(StubStream[SendT, RecvT]):
                 except GRPCError as exc:
                     self._finish_locally(exc.status, exc.message or "")
                     raise
-            if self.deadline is not None:
-                self._timer = self._loop.call_at(
-                    self._loop.time() + self.deadline.time_remaining(), self._deadline_passed
-                )
-            await self._attempt()
-        if end:
-            await self.end_request()
+            self._arm_deadline()
+        await self._attempt()
+
+    def _arm_deadline(self) -> None:
+        if self.deadline is not None:
+            self._timer = self._loop.call_at(
+                self._loop.time() + self.deadline.time_remaining(), self._deadline_passed
+            )
 
     async def send_message(
         self, message: SendT, *, end: bool = False, compress: bool | None = None
@@ -326,8 +353,8 @@ class ClientCall(StubStream[SendT, RecvT]):
         compression (None: compressed when the call has one); a call without compression never
         compresses.
         """
-        if not self._started:
-            await self.send_request()
+        if not self._started and not self._start_at_once():
+            await self._start()
         for interceptor in self._interceptors:
             message = interceptor.send(self, message)
         payload = codec.encode(message)
@@ -350,23 +377,25 @@ class ClientCall(StubStream[SendT, RecvT]):
             transport.flush()
             await transport.send_window_open(self._stream_id)
         if end:
-            await self.end_request()
+            self._half_close()
 
     async def end_request(self) -> None:
         """Half-close: no more request messages."""
-        if not self._started:
-            await self.send_request()
+        if not self._started and not self._start_at_once():
+            await self._start()
+        self._half_close()
+
+    def _half_close(self) -> None:
         if self._request_ended:
             return
         self._request_ended = True
-        if (
-            self.outcome is None
-            and self._transport is not None
-            and self._transport.conn is not None
-        ):
-            with contextlib.suppress(StreamGoneError):
-                self._transport.conn.end_request(self._stream_id)
-            self._transport.schedule_flush()
+        transport = self._transport
+        if self.outcome is None and transport is not None and transport.conn is not None:
+            try:
+                transport.conn.end_request(self._stream_id)
+            except StreamGoneError:
+                return  # the server ended the call meanwhile: its status says how
+            transport.schedule_flush()
 
     async def end(self) -> None:
         """grpclib's name for `end_request` (what the stubs call)."""
@@ -376,8 +405,10 @@ class ClientCall(StubStream[SendT, RecvT]):
         transport = self._transport
         if self.outcome is not None or transport is None or transport.conn is None:
             return  # the call is over: its status surfaces when the response is read
-        with contextlib.suppress(StreamGoneError):
+        try:
             transport.conn.send_message(self._stream_id, payload, compress=compress)
+        except StreamGoneError:
+            return  # the server ended the call meanwhile: its status says how
         transport.schedule_flush()
 
     def _keep_for_retry(self, payload: bytes, compress: bool) -> None:
@@ -395,20 +426,20 @@ class ClientCall(StubStream[SendT, RecvT]):
         """Wait for the response headers (then `initial_metadata` holds their metadata); GRPCError
         when the call ended without a response."""
         while self._initial_pairs is None and self.outcome is None:
-            await self._wait()
+            await self._new_waiter()
         if self._initial_pairs is None:
             self._raise_if_failed()
             self._initial_pairs = ()
 
     async def recv_message(self) -> RecvT | None:
         """The next response message; None after the last one; GRPCError if the call failed."""
-        if not self._started:
-            await self.send_request()
+        if not self._started and not self._start_at_once():
+            await self._start()
         while not self._inbox:
             if self.outcome is not None:
                 self._raise_if_failed()
                 return None
-            await self._wait()
+            await self._new_waiter()
         event = self._inbox.popleft()
         transport = self._transport
         if transport is not None and transport.conn is not None:
@@ -439,7 +470,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         status not OK."""
         while self.outcome is None:
             self._inbox.clear()  # unread messages are dropped, as grpclib does
-            await self._wait()
+            await self._new_waiter()
         self._raise_if_failed()
 
     async def cancel(self) -> None:
@@ -458,7 +489,9 @@ class ClientCall(StubStream[SendT, RecvT]):
             if exc is not None:
                 await self.cancel()
             elif self._started and not self._caller_cancelled:
-                await self.recv_trailing_metadata()
+                if self.outcome is None:
+                    await self.recv_trailing_metadata()
+                self._raise_if_failed()
         finally:
             self._release()
 
@@ -523,39 +556,47 @@ class ClientCall(StubStream[SendT, RecvT]):
     async def _attempt(self) -> None:
         """Start (or restart) the call on a connection the channel picks; replay what was sent."""
         while self.outcome is None:
-            self._attempts += 1
-            try:
-                transport = await self._host.pick(self.wait_for_ready, self.deadline)
-            except GRPCError as exc:
-                self._finish_locally(exc.status, exc.message or "")
+            transport = self._host.ready()
+            if transport is None:
+                try:
+                    transport = await self._host.pick(self.wait_for_ready, self.deadline)
+                except GRPCError as exc:
+                    self._finish_locally(exc.status, exc.message or "")
+                    return
+            if self._place(transport):
                 return
-            timeout = self.deadline.time_remaining() if self.deadline is not None else None
-            if timeout is not None and timeout <= 0:
-                self._finish_locally(Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
-                return
-            assert transport.conn is not None
-            try:
-                stream_id = transport.conn.start_call(
-                    self.path,
-                    metadata=self.metadata,
-                    timeout=timeout,
-                    compression_encoding=self.compression,
-                    previous_attempts=self._retries,
-                )
-            except UnavailableError:
-                continue  # that connection just stopped taking calls: pick again
-            except (ValueError, TypeError) as exc:
-                self._finish_locally(Status.INTERNAL, f"invalid request metadata: {exc}")
-                self._raise_if_failed()
-            self._transport, self._stream_id = transport, stream_id
-            self.peer = transport.peer
-            transport.calls[stream_id] = self
-            for payload, compress in self._sent or ():
-                self._command_send(payload, compress)
-            if self._request_ended:
-                transport.conn.end_request(stream_id)
-            transport.schedule_flush()
-            return
+
+    def _place(self, transport: ClientTransport) -> bool:
+        """Send the request headers (and what was sent before, on a retry) on `transport`;
+        False when it stopped taking calls meanwhile (pick again)."""
+        self._attempts += 1
+        timeout = self.deadline.time_remaining() if self.deadline is not None else None
+        if timeout is not None and timeout <= 0:
+            self._finish_locally(Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            return True
+        assert transport.conn is not None
+        try:
+            stream_id = transport.conn.start_call(
+                self.path,
+                metadata=self.metadata,
+                timeout=timeout,
+                compression_encoding=self.compression,
+                previous_attempts=self._retries,
+            )
+        except UnavailableError:
+            return False
+        except (ValueError, TypeError) as exc:
+            self._finish_locally(Status.INTERNAL, f"invalid request metadata: {exc}")
+            self._raise_if_failed()
+        self._transport, self._stream_id = transport, stream_id
+        self.peer = transport.peer
+        transport.calls[stream_id] = self
+        for payload, compress in self._sent or ():
+            self._command_send(payload, compress)
+        if self._request_ended:
+            transport.conn.end_request(stream_id)
+        transport.schedule_flush()
+        return True
 
     def _set_outcome(self, end: CallEnded) -> None:
         self.outcome = end
@@ -600,13 +641,12 @@ class ClientCall(StubStream[SendT, RecvT]):
         if self.outcome is not None and self.outcome.status != Status.OK:
             raise grpc_error(self.outcome)
 
-    async def _wait(self) -> None:
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+    def _new_waiter(self) -> asyncio.Future[None]:
+        """A future `_wake` completes: the next event for the caller to look at."""
+        self._waiter = waiter = self._loop.create_future()
+        return waiter
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

@@ -165,19 +165,25 @@ class Channel(StubChannel):
 
     # -- CallHost: what calls use ------------------------------------------------------------
 
+    def ready(self) -> ClientTransport | None:
+        """A connection that takes a call now (round-robin), or None."""
+        if self._closed:
+            return None
+        transports = self._transports
+        if len(transports) == 1:  # one address: no list to build for the round-robin
+            (only,) = transports.values()
+            return only if only.accepts_calls else None
+        ready = [t for t in transports.values() if t.accepts_calls]
+        return ready[next(self._next) % len(ready)] if ready else None
+
     async def pick(self, wait_for_ready: bool, deadline: Deadline | None) -> ClientTransport:
         """A connection that takes a call now, connecting (and waiting) as needed."""
         while True:
             if self._closed:
                 raise GRPCError(Status.UNAVAILABLE, "the channel is closed")
-            transports = self._transports
-            if len(transports) == 1:  # one address: no list to build for the round-robin
-                (only,) = transports.values()
-                if only.accepts_calls:
-                    return only
-            ready = [t for t in transports.values() if t.accepts_calls]
-            if ready:
-                return ready[next(self._next) % len(ready)]
+            transport = self.ready()
+            if transport is not None:
+                return transport
             if any(not t.draining for t in self._transports.values()):
                 await self._wait_for_slot(deadline)  # every connection is at its stream limit
                 continue
