@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -174,6 +173,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         "_caller_cancelled",
         "_host",
         "_inbox",
+        "_inbox_head",
         "_initial_metadata",
         "_initial_pairs",
         "_interceptors",
@@ -246,7 +246,9 @@ class ClientCall(StubStream[SendT, RecvT]):
         )
         self._transport: ClientTransport | None = None
         self._stream_id = 0
-        self._inbox: deque[MessageReceived] = deque()
+        self._inbox: list[MessageReceived] = []
+        """Messages not yet read, from `_inbox_head` on (a list: a deque costs 760 bytes)."""
+        self._inbox_head = 0
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
         self._request_ended = False
@@ -440,7 +442,11 @@ class ClientCall(StubStream[SendT, RecvT]):
                 self._raise_if_failed()
                 return None
             await self._new_waiter()
-        event = self._inbox.popleft()
+        event = self._inbox[self._inbox_head]
+        self._inbox_head += 1
+        if self._inbox_head == len(self._inbox):
+            self._inbox.clear()
+            self._inbox_head = 0
         transport = self._transport
         if transport is not None and transport.conn is not None:
             transport.conn.acknowledge(self._stream_id, event.flow_bytes)
@@ -470,6 +476,7 @@ class ClientCall(StubStream[SendT, RecvT]):
         status not OK."""
         while self.outcome is None:
             self._inbox.clear()  # unread messages are dropped, as grpclib does
+            self._inbox_head = 0
             await self._new_waiter()
         self._raise_if_failed()
 

@@ -8,8 +8,6 @@ server, a half-close for the client).
 
 from __future__ import annotations
 
-from collections import deque
-
 from greeter.core import headers
 from greeter.wire import compression
 from greeter.wire.errors import UnannouncedCompressionError
@@ -63,7 +61,9 @@ class StreamState:
         """Client: END_STREAM goes out once the queued messages have."""
         self.local_ended = False
         """Client: our END_STREAM went out (the request is complete)."""
-        self.outbound: deque[bytes | memoryview] = deque()
+        self.outbound: list[bytes | memoryview] = []
+        """Framed messages not yet handed to HTTP/2, oldest first (a list: a deque costs 760
+        bytes, and most RPCs queue one message at a time)."""
         self.queued = 0
         """Bytes in `outbound`: what the peer's window must admit before the sender may go on."""
         self.trailers: headers.HeaderList | None = None
@@ -122,26 +122,28 @@ class StreamState:
         return compression.decompress(self.inbound_encoding, message.payload, self.max_message_size)
 
 
-def take_frame(outbound: deque[bytes | memoryview], room: int) -> bytes | memoryview:
+def take_frame(outbound: list[bytes | memoryview], room: int) -> bytes | memoryview:
     """Up to `room` bytes from the front of the send queue, for one DATA frame.
 
     Small messages queued in one loop turn share a frame (gRPC lets a DATA frame carry several
-    messages, or part of one): one h2 frame per message is most of a streaming RPC's cost.
+    messages, or part of one): one h2 frame per message is most of a streaming RPC's cost. The
+    pieces taken leave the list in one deletion per frame.
     """
     first = outbound[0]
     if len(first) >= room:
         if len(first) == room:
-            return outbound.popleft()
+            del outbound[0]
+            return first
         outbound[0] = first[room:]
         return first[:room]
-    parts = [outbound.popleft()]
-    size = len(first)
-    while outbound and size + len(outbound[0]) <= room:
-        piece = outbound.popleft()
-        parts.append(piece)
-        size += len(piece)
-    if outbound and size < room:
-        piece, cut = outbound[0], room - size
+    size, count, total = len(first), 1, len(outbound)
+    while count < total and size + len(outbound[count]) <= room:
+        size += len(outbound[count])
+        count += 1
+    parts = outbound[:count]
+    if count < total and size < room:
+        piece, cut = outbound[count], room - size
         parts.append(piece[:cut])
-        outbound[0] = piece[cut:]
-    return b"".join(parts)
+        outbound[count] = piece[cut:]
+    del outbound[:count]
+    return parts[0] if len(parts) == 1 and parts[0].__class__ is bytes else b"".join(parts)
