@@ -87,6 +87,10 @@ class Connection:
         self._dirty_bytes = 0
         """Bytes queued on the streams in `_dirty` (checked against the windows at once)."""
         self._credit: dict[int, int] = {}
+        self._ended_credit = 0
+        """Unconsumed bytes of streams that ended since the last `data_to_send`."""
+        self._ended_stream = 0
+        """One of those streams (h2 returns only connection credit for an ended stream)."""
         """Flow-control bytes the application consumed, returned at `data_to_send`."""
         self._held_output = bytearray()
         self.closed = False
@@ -221,7 +225,7 @@ class Connection:
         to h2 here, once per call: messages share DATA frames, credit is returned in one
         acknowledgement per stream.
         """
-        if self._dirty or self._credit:
+        if self._dirty or self._credit or self._ended_credit:
             self._hand_over()
         data = self._h2.data_to_send()
         if self._held_output:
@@ -405,6 +409,9 @@ class Connection:
         for stream_id, flow_bytes in credit.items():
             # For a stream that ended meanwhile h2 returns the connection-level credit only.
             self._h2.acknowledge_received_data(flow_bytes, stream_id)
+        if self._ended_credit and not self.closed:
+            self._h2.acknowledge_received_data(self._ended_credit, self._ended_stream)
+        self._ended_credit = 0
         dirty, self._dirty = self._dirty, {}
         self._dirty_bytes = 0
         for stream_id, stream in dirty.items():
@@ -412,9 +419,15 @@ class Connection:
                 self._flush(stream)
 
     def _release(self, stream: StreamState) -> None:
-        """Return the flow-control credit of messages that will now never be consumed."""
+        """Return the flow-control credit of messages that will now never be consumed.
+
+        The stream is over (h2 has closed it, or does in this step: a reset, the end of both
+        sides), so only the connection's window gains: the credit of every stream released
+        before the next `data_to_send` goes back in one acknowledgement.
+        """
         if stream.unconsumed > 0:
-            self._h2.acknowledge_received_data(stream.unconsumed, stream.stream_id)
+            self._ended_credit += stream.unconsumed
+            self._ended_stream = stream.stream_id
             stream.unconsumed = 0
 
     # -- defences (the rules live in greeter.core.defences) -------------------------------------

@@ -234,6 +234,12 @@ class Defences:
                 self._goaway_rest -= len(data)
         scanner = self.scanner
         for head in scanner.feed(data):
+            if (
+                head.type == DATA
+                and self._block_bytes is None
+                and (head.length or head.flags & END_STREAM)
+            ):
+                continue  # a DATA frame that carries bytes (or END_STREAM) outside a header block
             trip = self._header_block(head) or self._control_frame(head, now, send_blocked)
             if trip is not None:
                 return trip

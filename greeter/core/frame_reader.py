@@ -16,7 +16,7 @@ oversized frames, the server's preface) goes to h2's own `receive_data`, one fra
 
 This module reads h2's private state (besides hpack_cache.py and frame_writer.py): the frame
 buffer's `_data`, `_headers_buffer` and `_preamble_len`, `_inbound_flow_control_window_manager`,
-`_begin_new_stream`, `_decode_headers` and `_terminate_connection`, as h2 4.x
+`_decode_headers` and `_terminate_connection`, as h2 4.x
 has them. tests/core/test_frame_reader.py feeds the same bytes to a plain H2Connection and to
 this one and fails if the events, errors, states or windows ever differ.
 """
@@ -26,9 +26,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import h2.config
 import h2.connection
 import h2.exceptions
-from h2.connection import AllowedStreamIDs, ConnectionInputs
+from h2.connection import ConnectionInputs
 from h2.events import TrailersReceived
 from h2.stream import StreamInputs, StreamState
 
@@ -91,6 +92,16 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
             events += super().receive_data(data[position:])  # h2 keeps the partial frame
         return events
 
+    def __init__(self, config: h2.config.H2Configuration | None = None) -> None:
+        super().__init__(config)
+        settings = self.config
+        self._lean_headers = not (
+            settings.validate_inbound_headers
+            or settings.normalize_inbound_headers
+            or settings.header_encoding
+        )
+        """h2 hands a decoded block on unchanged (greeter's configuration: bytes, no checks)."""
+
     def _fast_data(self, stream_id: int, payload: bytes, flags: int, events: list[Any]) -> bool:
         """h2's `_receive_data_frame` for an open stream; False to leave the frame to h2."""
         stream = self.streams.get(stream_id)
@@ -99,7 +110,23 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         events += self.state_machine.process_input(ConnectionInputs.RECV_DATA)
         length = len(payload)
         self._inbound_flow_control_window_manager.window_consumed(length)
-        events += stream.receive_data(payload, bool(flags & _END_STREAM), length)[1]
+        end_stream = bool(flags & _END_STREAM)
+        if stream._expected_content_length is not None:  # h2 checks the body's length
+            events += stream.receive_data(payload, end_stream, length)[1]
+            return True
+        # H2Stream.receive_data without a content-length to check (and without its debug log).
+        machine = stream.state_machine
+        received = machine.process_input(StreamInputs.RECV_DATA)
+        first: Any = received[0]  # h2's DataReceived
+        stream._inbound_window_manager.window_consumed(length)
+        stream._actual_content_length += length
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            first.stream_ended = ended[0]
+            received += ended
+        first.data = payload
+        first.flow_controlled_length = length
+        events += received
         return True
 
     def _fast_headers(self, stream_id: int, block: bytes, flags: int, events: list[Any]) -> bool:
@@ -114,23 +141,30 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         headers: Any = h2.connection._decode_headers(self.decoder, block)  # a list, from hpack
         events += self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         if stream is None:
-            stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+            stream = self.begin_stream(stream_id, outbound=False)
         end_stream = bool(flags & _END_STREAM)
-        if self._lean_headers and _plain(headers) and stream.request_method != b"HEAD":
-            events += _receive_plain_headers(stream, headers, end_stream)
-        else:
+        if not self._lean_headers or stream.request_method == b"HEAD":
             events += stream.receive_headers(headers, end_stream, self.config.header_encoding)[1]
+            return True
+        for name, value in headers:
+            # Informational responses and content-length: h2's own receive_headers.
+            if (name == b":status" and value.startswith(b"1")) or name == b"content-length":
+                events += stream.receive_headers(headers, end_stream, None)[1]
+                return True
+        # H2Stream.receive_headers for a block handed on as decoded (no checks, bytes).
+        machine = stream.state_machine
+        received = machine.process_input(StreamInputs.RECV_HEADERS)
+        first: Any = received[0]  # h2's ResponseReceived, TrailersReceived or RequestReceived
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            first.stream_ended = ended[0]
+            received += ended
+        stream._expected_content_length = None  # no content-length field (h2 reads it per block)
+        if first.__class__ is TrailersReceived and not end_stream:
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
+        first.headers = headers
+        events += received
         return True
-
-    @property
-    def _lean_headers(self) -> bool:
-        """h2 hands the decoded list on unchanged (greeter's configuration: bytes, no checks)."""
-        config = self.config
-        return not (
-            config.validate_inbound_headers
-            or config.normalize_inbound_headers
-            or config.header_encoding
-        )
 
     def _may_open_inbound(self, stream_id: int) -> bool:
         """A server may take `stream_id` as a new request stream without h2's checks raising:
@@ -140,31 +174,3 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         if stream_id <= self.highest_inbound_stream_id:
             return False
         return self.has_room_for_stream(self.local_settings.max_concurrent_streams, inbound=True)
-
-
-def _plain(headers: list[Any]) -> bool:
-    """No informational :status and no content-length: what h2's `receive_headers` would then do
-    is `_receive_plain_headers`."""
-    for name, value in headers:
-        if name == b":status" and value.startswith(b"1"):
-            return False
-        if name == b"content-length":
-            return False
-    return True
-
-
-def _receive_plain_headers(stream: Any, headers: list[Any], end_stream: bool) -> list[Any]:
-    """h2's `H2Stream.receive_headers` for a block that is not informational, carries no
-    content-length, and is handed on as decoded (no validation, no normalisation, bytes)."""
-    machine = stream.state_machine
-    events: list[Any] = machine.process_input(StreamInputs.RECV_HEADERS)
-    first = events[0]
-    if end_stream:
-        ended = machine.process_input(StreamInputs.RECV_END_STREAM)
-        first.stream_ended = ended[0]
-        events += ended
-    stream._expected_content_length = None  # no content-length field (h2 reads it per block)
-    if first.__class__ is TrailersReceived and not end_stream:
-        raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
-    first.headers = headers
-    return events

@@ -9,14 +9,14 @@ on the new stream of a call, so `FrameWritingH2Connection` writes those frames' 
 (RFC 9113 §4.1 frame header, §6.1 DATA, §6.2 HEADERS, §6.10 CONTINUATION) and keeps h2 as the
 authority on everything else: it feeds h2's connection and stream state machines the same
 inputs in the same order as h2 would (so every state rule still raises where h2 raises),
-creates new streams with h2's own `_begin_new_stream` (the stream limit checked as
-greeter.core.stream_count does), spends the same flow-control windows, and appends to the same
+creates new streams as h2's `_begin_new_stream` does (greeter.core.stream_count, which
+also checks the stream limit), spends the same flow-control windows, and appends to the same
 output buffer. Anything else (a stream h2 would refuse, padding, priority, informational
 headers, non-bytes fields) goes to h2's own method.
 
 This module is the one place the core writes h2's private state (besides hpack_cache.py and
 frame_reader.py): `H2Connection.streams`, `_data_to_send`, `outbound_flow_control_window`,
-`_begin_new_stream`, and each stream's `state_machine`, `outbound_flow_control_window`,
+and each stream's `state_machine`, `outbound_flow_control_window`,
 `_authority` and `request_method`, as h2 4.x has them.
 tests/core/test_frame_writer.py sends the same commands through h2's methods and through these
 and fails if the bytes, the states or the windows ever differ.
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import h2.exceptions
-from h2.connection import AllowedStreamIDs, ConnectionInputs
+from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 from h2.utilities import authority_from_headers, extract_method_header
 
@@ -92,7 +92,7 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         new = stream is None
         if stream is None:
-            stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+            stream = self.begin_stream(stream_id, outbound=True)
         machine = stream.state_machine
         machine.process_input(StreamInputs.SEND_HEADERS)
         block = self.encoder.encode(headers)

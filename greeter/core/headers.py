@@ -9,6 +9,7 @@ so the rules live here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -290,7 +291,23 @@ def request_headers(
 ) -> HeaderList:
     """Request-Headers (PROTOCOL-HTTP2.md "Requests"): pseudo-headers, te, the call's settings,
     then custom metadata (reserved or invalid keys are refused with ValueError)."""
-    fields: HeaderList = [
+    fields = list(_request_head(path, authority, scheme))
+    if timeout is not None:
+        fields.append((b"grpc-timeout", metadata.encode_timeout(timeout).encode()))
+    fields += _request_settings(encoding, user_agent)
+    if previous_attempts:
+        fields.append((b"grpc-previous-rpc-attempts", str(previous_attempts).encode()))
+    if custom:
+        fields += encode_metadata(custom)
+    return fields
+
+
+# A client sends the same fields on every call of a method: encoded once (bounded caches).
+
+
+@functools.lru_cache(maxsize=256)
+def _request_head(path: str, authority: str, scheme: str) -> HeaderList:
+    return [
         (b":method", b"POST"),
         (b":scheme", scheme.encode()),
         (b":path", path.encode()),
@@ -298,16 +315,16 @@ def request_headers(
         (b"te", b"trailers"),
         (b"content-type", b"application/grpc"),
     ]
-    if timeout is not None:
-        fields.append((b"grpc-timeout", metadata.encode_timeout(timeout).encode()))
+
+
+@functools.lru_cache(maxsize=64)
+def _request_settings(encoding: str, user_agent: str | None) -> HeaderList:
+    fields: HeaderList = []
     if encoding != compression.IDENTITY:
         fields.append((b"grpc-encoding", encoding.encode()))
     fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
     if user_agent:
         fields.append((b"user-agent", user_agent.encode()))
-    if previous_attempts:
-        fields.append((b"grpc-previous-rpc-attempts", str(previous_attempts).encode()))
-    fields.extend(encode_metadata(custom))
     return fields
 
 

@@ -1,16 +1,21 @@
-"""Counting open streams without walking them all for every new stream.
+"""Opening streams, and counting open ones without walking them all for every new stream.
 
 h2 checks SETTINGS_MAX_CONCURRENT_STREAMS for each new stream by walking every stream it holds
 (`H2Connection._open_streams`), and that walk is also the only place h2 forgets closed streams.
 At 64 calls in flight that walk was a visible share of the client's time per call. The frame
 reader (new request streams on the server) and the frame writer (new call streams on the
 client) ask `has_room_for_stream` instead, which walks only when the answer is not obvious and
-often enough that closed streams never pile up. h2 4.x seam: `_open_streams`, `streams`.
+often enough that closed streams never pile up, and open the stream with `begin_stream`: h2's
+`_begin_new_stream` without its three debug-log calls and the checks the callers already made.
+h2 4.x seam: `_open_streams`, `streams`, `highest_inbound_stream_id`,
+`highest_outbound_stream_id` and `H2Stream`'s constructor and `max_outbound_frame_size`
+(tests/core/test_frame_reader.py and test_frame_writer.py compare the result with h2's).
 """
 
 from __future__ import annotations
 
 import h2.connection
+from h2.stream import H2Stream
 
 __all__ = ["StreamCountingH2Connection"]
 
@@ -20,6 +25,22 @@ SWEEP_SLACK = 16
 
 class StreamCountingH2Connection(h2.connection.H2Connection):
     """h2's connection with an amortised O(1) "may one more stream open?" check."""
+
+    def begin_stream(self, stream_id: int, *, outbound: bool) -> H2Stream:
+        """Create the stream `stream_id` (checked: the right parity, above the highest one)."""
+        stream = H2Stream(
+            stream_id,
+            config=self.config,
+            inbound_window_size=self.local_settings.initial_window_size,
+            outbound_window_size=self.remote_settings.initial_window_size,
+        )
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        if outbound:
+            self.highest_outbound_stream_id = stream_id
+        else:
+            self.highest_inbound_stream_id = stream_id
+        return stream
 
     _sweep_at = SWEEP_SLACK
 

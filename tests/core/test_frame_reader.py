@@ -106,6 +106,7 @@ def state(connection: h2.connection.H2Connection) -> list[Any]:
             stream.state_machine.state,
             stream._inbound_window_manager.current_window_size,
             stream.outbound_flow_control_window,
+            stream.max_outbound_frame_size,
             stream._expected_content_length,
             stream._actual_content_length,
             stream.state_machine.headers_received,

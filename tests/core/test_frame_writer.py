@@ -129,7 +129,14 @@ def client_outcome(connection: h2.connection.H2Connection, commands: list[Comman
     results = outcome(connection, commands)
     for stream_id, stream in sorted(connection.streams.items()):
         results.append(
-            (stream_id, stream.state_machine.state, stream.request_method, stream._authority)
+            (
+                stream_id,
+                stream.state_machine.state,
+                stream.request_method,
+                stream._authority,
+                stream.max_outbound_frame_size,
+                stream._inbound_window_manager.current_window_size,
+            )
         )
     return [*results, connection.highest_outbound_stream_id]
 
