@@ -303,9 +303,9 @@ class ClientConnection(Connection):
         open, and count against the server's stream limit, for ever)."""
         self._streams.pop(stream.stream_id, None)
         stream.closing = True
-        self._release(stream)
         if reset or not stream.local_ended:
             self._reset_quietly(stream.stream_id, ErrorCodes.CANCEL)
+        self._release(stream)
 
 
 def _code_name(code: int) -> str:

@@ -250,9 +250,9 @@ class Connection:
         stream = self._streams.pop(stream_id, None)
         if stream is None or self.closed:
             return
-        self._release(stream)
         with contextlib.suppress(*STREAM_GONE, h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream_id, error_code)
+        self._release(stream)
 
     def is_send_blocked(self, stream_id: int) -> bool:
         """True while queued bytes wait for the peer's flow-control window."""
@@ -263,19 +263,21 @@ class Connection:
             return True  # handed to h2 and still queued: only a WINDOW_UPDATE lets it go
         # Not handed to h2 yet: blocked if this stream's window, or what the connection's
         # window leaves after the streams queued before it this turn, cannot take it all.
-        with contextlib.suppress(*STREAM_GONE, h2.exceptions.StreamClosedError):
-            window = self._h2.local_flow_control_window(stream_id)
-            if self._dirty_bytes <= window:
-                return False  # everything queued this turn fits both windows
-            if stream.queued > window:
-                return True
-            ahead = 0
-            for queued in self._dirty.values():
-                ahead += queued.queued
-                if queued is stream:
-                    break
-            return ahead > self._h2.outbound_flow_control_window
-        return False
+        h2_stream = self._h2.streams.get(stream_id)
+        if h2_stream is None:
+            return False  # h2 forgot it: the stream ended, its sender waits no more
+        connection_window = self._h2.outbound_flow_control_window
+        window = min(connection_window, h2_stream.outbound_flow_control_window)
+        if self._dirty_bytes <= window:
+            return False  # everything queued this turn fits both windows
+        if stream.queued > window:
+            return True
+        ahead = 0
+        for queued in self._dirty.values():
+            ahead += queued.queued
+            if queued is stream:
+                break
+        return ahead > connection_window
 
     def send_keepalive_ping(self) -> None:
         """Send a keepalive PING; `KeepaliveAcknowledged` reports its ACK (the driver times it)."""
@@ -419,7 +421,8 @@ class Connection:
                 self._flush(stream)
 
     def _release(self, stream: StreamState) -> None:
-        """Return the flow-control credit of messages that will now never be consumed.
+        """The RPC is over here: return the flow-control credit of messages that will now never
+        be consumed, and let h2 forget the stream if it is closed.
 
         The stream is over (h2 has closed it, or does in this step: a reset, the end of both
         sides), so only the connection's window gains: the credit of every stream released
@@ -429,6 +432,7 @@ class Connection:
             self._ended_credit += stream.unconsumed
             self._ended_stream = stream.stream_id
             stream.unconsumed = 0
+        self._h2.forget_closed_stream(stream.stream_id)
 
     # -- defences (the rules live in greeter.core.defences) -------------------------------------
 

@@ -240,9 +240,9 @@ class ServerConnection(Connection):
     def _finish(self, stream: StreamState) -> None:
         """The response is complete: forget the stream, ask the client to stop if it still sends."""
         self._streams.pop(stream.stream_id, None)
-        self._release(stream)
         if not stream.peer_ended:
             self._stop_request(stream.stream_id)
+        self._release(stream)
 
     def _stop_request(self, stream_id: int) -> None:
         """After a complete response, ask the client to stop sending a request nobody reads.

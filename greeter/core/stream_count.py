@@ -7,7 +7,7 @@ reader (new request streams on the server) and the frame writer (new call stream
 client) ask `has_room_for_stream` instead, which walks only when the answer is not obvious and
 often enough that closed streams never pile up, and open the stream with `begin_stream`: h2's
 `_begin_new_stream` without its three debug-log calls and the checks the callers already made.
-h2 4.x seam: `_open_streams`, `streams`, `highest_inbound_stream_id`,
+h2 4.x seam: `_open_streams`, `_closed_streams`, `streams`, `highest_inbound_stream_id`,
 `highest_outbound_stream_id` and `H2Stream`'s constructor and `max_outbound_frame_size`
 (tests/core/test_frame_reader.py and test_frame_writer.py compare the result with h2's).
 """
@@ -43,6 +43,15 @@ class StreamCountingH2Connection(h2.connection.H2Connection):
         return stream
 
     _sweep_at = SWEEP_SLACK
+
+    def forget_closed_stream(self, stream_id: int) -> None:
+        """Forget `stream_id` now if it is closed, as h2's walk would later (recording how it
+        closed, for frames that still arrive on it): the core calls this when an RPC ends, so
+        the walk rarely finds anything left to do."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            self._closed_streams[stream_id] = stream.closed_by
 
     def has_room_for_stream(self, limit: int, *, inbound: bool) -> bool:
         """One more stream of that direction stays within `limit` open streams.

@@ -270,3 +270,24 @@ def test_a_response_that_ends_before_the_request_resets_the_stream() -> None:
     resets = [e for e in server.h2_events if isinstance(e, h2.events.StreamReset)]
     assert [(e.stream_id, e.error_code) for e in resets] == [(sid, ErrorCodes.CANCEL)]
     assert server.client._h2.open_outbound_streams == 0
+
+
+def test_ended_calls_leave_no_h2_stream_behind_on_either_side() -> None:
+    """Each ended RPC's stream is handed back to h2 at once, completed or cancelled: h2 holds
+    only open streams (it would otherwise keep closed ones until its next count)."""
+    link = Link()
+    for number in range(50):
+        sid = link.client.start_call(PATH)
+        link.client.send_message(sid, b"ping")
+        if number % 5 == 0:
+            link.pump()
+            link.client.reset_stream(sid)
+        else:
+            link.client.end_request(sid)
+            link.pump()
+            link.server.send_headers(sid)
+            link.server.send_message(sid, b"pong")
+            link.server.send_trailers(sid, Status.OK)
+        link.pump()
+    assert link.client.open_streams == link.server.open_streams == 0
+    assert len(link.client._h2.streams) == len(link.server._h2.streams) == 0
