@@ -25,6 +25,8 @@ from greeter.core.frame_writer import FrameWritingH2Connection
 from greeter.wire.ranges import COUNT, INT32_MAX, SECONDS, Range, check_fields
 
 MAX_STREAM_ID = 2**31 - 1
+UNLIMITED_STREAMS = 2**32 + 1
+"""What h2 reports as the stream limit of a peer that set none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,37 @@ class SlimSettings(h2.settings.Settings):
         super().__setitem__(key, value)  # validates; a new key gets a deque
         if fresh:
             self._settings[key] = cast("Any", _Pending(self._settings[key]))
+
+    # The three settings read for every new stream, without h2's generic Mapping path (its
+    # `get` and `__getitem__` in Python): the same values, the same default.
+
+    @property
+    def initial_window_size(self) -> int:
+        value: int = self._settings[SettingCodes.INITIAL_WINDOW_SIZE][0]
+        return value
+
+    @initial_window_size.setter
+    def initial_window_size(self, value: int) -> None:
+        self[SettingCodes.INITIAL_WINDOW_SIZE] = value
+
+    @property
+    def max_frame_size(self) -> int:
+        value: int = self._settings[SettingCodes.MAX_FRAME_SIZE][0]
+        return value
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self[SettingCodes.MAX_FRAME_SIZE] = value
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        pending = self._settings.get(SettingCodes.MAX_CONCURRENT_STREAMS)
+        value = pending[0] if pending else None
+        return UNLIMITED_STREAMS if value is None else int(value)
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
 class _LimitCheckedPerStream(SlimSettings):

@@ -5,14 +5,20 @@ h2 checks SETTINGS_MAX_CONCURRENT_STREAMS for each new stream by walking every s
 At 64 calls in flight that walk was a visible share of the client's time per call. The frame
 reader (new request streams on the server) and the frame writer (new call streams on the
 client) ask `has_room_for_stream` instead, which walks only when the answer is not obvious and
-often enough that closed streams never pile up, and open the stream with `begin_stream`: h2's
-`_begin_new_stream` without its three debug-log calls and the checks the callers already made.
-h2 4.x seam: `_open_streams`, `_closed_streams`, `streams`, `highest_inbound_stream_id`,
-`highest_outbound_stream_id` and `H2Stream`'s constructor and `max_outbound_frame_size`
-(tests/core/test_frame_reader.py and test_frame_writer.py compare the result with h2's).
+often enough that closed streams never pile up; they open the stream with `begin_stream` (h2's
+`_begin_new_stream` without its three debug-log calls and the checks the callers already
+made), and the core hands each ended RPC's stream back with `forget_closed_stream`.
+
+h2 4.x seam: `_open_streams`, `_closed_streams` (an OrderedDict with a size limit), `streams`,
+`highest_inbound_stream_id`, `highest_outbound_stream_id`, `H2Stream`'s constructor and
+`max_outbound_frame_size` (tests/core/test_frame_reader.py, test_frame_writer.py and
+test_client_connection.py compare the results with h2's).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, cast
 
 import h2.connection
 from h2.stream import H2Stream
@@ -51,7 +57,12 @@ class StreamCountingH2Connection(h2.connection.H2Connection):
         stream = self.streams.get(stream_id)
         if stream is not None and stream.closed:
             del self.streams[stream_id]
-            self._closed_streams[stream_id] = stream.closed_by
+            # h2's SizeLimitDict (an OrderedDict) checks its limit in Python on every insertion;
+            # the same insertion and limit, in C.
+            closed = self._closed_streams
+            OrderedDict.__setitem__(closed, stream_id, stream.closed_by)
+            if len(closed) > self.MAX_CLOSED_STREAMS:
+                cast(OrderedDict[int, Any], closed).popitem(last=False)
 
     def has_room_for_stream(self, limit: int, *, inbound: bool) -> bool:
         """One more stream of that direction stays within `limit` open streams.

@@ -13,6 +13,7 @@ import h2.events
 import pytest
 from grpclib.const import Status
 from h2.errors import ErrorCodes
+from h2.stream import StreamClosedBy
 
 from greeter.core.config import CoreConfig
 from greeter.core.events import (
@@ -291,3 +292,8 @@ def test_ended_calls_leave_no_h2_stream_behind_on_either_side() -> None:
         link.pump()
     assert link.client.open_streams == link.server.open_streams == 0
     assert len(link.client._h2.streams) == len(link.server._h2.streams) == 0
+    # h2 still knows how each one closed (it answers frames that arrive late by that).
+    closed_by = link.client._h2._closed_streams
+    assert len(closed_by) == 50
+    assert closed_by[1] == StreamClosedBy.SEND_RST_STREAM
+    assert closed_by[3] == StreamClosedBy.RECV_END_STREAM

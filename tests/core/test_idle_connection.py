@@ -55,3 +55,20 @@ def test_slim_settings_apply_changes_in_order_as_h2_does() -> None:
         second = settings.acknowledge()
         assert settings.initial_window_size == 200
         assert list(second) == [SettingCodes.INITIAL_WINDOW_SIZE]
+
+
+def test_slim_settings_read_the_per_stream_values_as_h2_does() -> None:
+    """The three settings read for every new stream: same values, same default, same setters."""
+    for client in (True, False):
+        plain, slim = h2.settings.Settings(client=client), SlimSettings(client=client)
+        for settings in (plain, slim):
+            assert settings.max_concurrent_streams == 2**32 + 1  # none set yet
+            settings.initial_window_size = 1000
+            settings.max_frame_size = 32_768
+            settings.max_concurrent_streams = 3
+            assert settings.max_concurrent_streams == 2**32 + 1  # not acknowledged yet
+            settings.acknowledge()
+        for name in ("initial_window_size", "max_frame_size", "max_concurrent_streams"):
+            assert getattr(slim, name) == getattr(plain, name)
+        assert (slim.initial_window_size, slim.max_frame_size) == (1000, 32_768)
+        assert slim.max_concurrent_streams == 3
