@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import h2.connection
@@ -41,6 +41,9 @@ from greeter.core.events import (
 from greeter.core.stream_state import StreamState
 from greeter.wire import compression
 from greeter.wire.errors import GreeterError, MessageError, UnavailableError
+
+MAX_PLAIN_REQUESTS = 32
+"""Methods whose request fields a connection keeps ready (see `_plain_request`)."""
 
 # PROTOCOL-HTTP2.md "Errors": the status of a call whose stream the server reset.
 RESET_STATUS: dict[int, Status] = {
@@ -78,6 +81,7 @@ class ClientConnection(Connection):
         self.authority = authority
         self.scheme = scheme
         self.user_agent = user_agent
+        self._plain_requests: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
         self.goaway_last_stream_id: int | None = None
         """Set once the server sent GOAWAY: calls above it were never processed."""
 
@@ -118,16 +122,20 @@ class ClientConnection(Connection):
             raise UnavailableError("the connection takes no new call (GOAWAY, closed or full)")
         if not compression.is_supported(compression_encoding):
             raise ValueError(f"unsupported compression {compression_encoding!r}")
-        block = headers.request_headers(
-            path,
-            self.authority,
-            scheme=self.scheme,
-            timeout=timeout,
-            encoding=compression_encoding,
-            user_agent=self.user_agent,
-            previous_attempts=previous_attempts,
-            custom=metadata,
-        )
+        block: Sequence[tuple[bytes, bytes]]
+        if timeout is None and not previous_attempts and not metadata:
+            block = self._plain_request(path, compression_encoding)
+        else:
+            block = headers.request_headers(
+                path,
+                self.authority,
+                scheme=self.scheme,
+                timeout=timeout,
+                encoding=compression_encoding,
+                user_agent=self.user_agent,
+                previous_attempts=previous_attempts,
+                custom=metadata,
+            )
         stream_id = int(self._h2.get_next_available_stream_id())
         self._h2.send_headers(stream_id, block)
         stream = StreamState(
@@ -140,6 +148,26 @@ class ClientConnection(Connection):
         stream.announced_encoding = compression_encoding
         self._streams[stream_id] = stream
         return stream_id
+
+    def _plain_request(self, path: str, encoding: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The request fields of a call without timeout, metadata or retries: one tuple per
+        method (and encoding), whose HPACK block the encoder then keeps (hpack_cache)."""
+        key = (path, encoding)
+        fields = self._plain_requests.get(key)
+        if fields is None:
+            if len(self._plain_requests) >= MAX_PLAIN_REQUESTS:
+                self._plain_requests.clear()
+            fields = tuple(
+                headers.request_headers(
+                    path,
+                    self.authority,
+                    scheme=self.scheme,
+                    encoding=encoding,
+                    user_agent=self.user_agent,
+                )
+            )
+            self._plain_requests[key] = fields
+        return fields
 
     def send_message(self, stream_id: int, payload: bytes, *, compress: bool = False) -> None:
         """Queue one request message (compressed with the call's encoding when `compress`)."""

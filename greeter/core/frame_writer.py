@@ -24,7 +24,7 @@ and fails if the bytes, the states or the windows ever differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import h2.exceptions
@@ -38,6 +38,8 @@ __all__ = ["FrameWritingH2Connection"]
 
 _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+_SEQUENCES = (list, tuple)
+"""Header blocks as lists, or tuples (a client's request fields, the same for every call)."""
 
 
 def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
@@ -45,7 +47,7 @@ def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
     return (length << 48 | kind << 40 | flags << 32 | stream_id).to_bytes(9, "big")
 
 
-def _is_plain_response(headers: list[Any]) -> bool:
+def _is_plain_response(headers: Sequence[Any]) -> bool:
     """Byte-string fields, no 1xx :status (h2 handles informational responses itself)."""
     for name, value in headers:
         if name.__class__ is not bytes or value.__class__ is not bytes:
@@ -72,7 +74,7 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
         stream = self.streams.get(stream_id)
         if (
             (stream is None and not self._may_open_outbound(stream_id))
-            or headers.__class__ is not list
+            or headers.__class__ not in _SEQUENCES
             or priority_weight is not None
             or priority_depends_on is not None
             or priority_exclusive is not None

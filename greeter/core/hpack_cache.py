@@ -16,7 +16,9 @@ strings. The price is the dynamic table's compression of repeated fields (a unar
 block is about 100 bytes instead of about 20 once the table is warm), which buys no speed on
 the links gRPC mostly runs on. Fields marked never-indexed (hpack's NeverIndexedHeaderTuple)
 keep that representation (§6.2.3) and are not cached; a pending table size update (§4.2) still
-leads the block.
+leads the block. A client sends the same fields for every call of a method, and passes them as
+one tuple (greeter.core.client_connection): an encoder keeps the block of each tuple it encoded
+(by identity, holding the tuple), so such a block is not even re-joined.
 
 **Decoding.** A block made only of indexed fields and literals without indexing (what greeter
 sends, and what C-core and grpc-go send once their table is warm) leaves the decoder's table as
@@ -42,7 +44,8 @@ MAX_CACHED_FIELDS = 4096
 """Distinct fields the process-wide encoding cache keeps before it starts over (values that
 change per call, such as grpc-timeout, would otherwise grow it without end)."""
 MAX_CACHED_BLOCKS = 32
-"""Distinct blocks a connection's decoding cache keeps before it starts over."""
+"""Distinct blocks a connection's decoding cache (and its encoder's tuple cache) keeps before
+it starts over."""
 MAX_CACHED_BLOCK_SIZE = 1024
 """Longer blocks (large custom metadata) are decoded every time, to keep connections small."""
 
@@ -53,17 +56,33 @@ _encoded_fields: dict[tuple[bytes, bytes], bytes] = {}
 class CachingEncoder(Encoder):
     """An hpack Encoder whose fields never touch the dynamic table, each encoded once."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._blocks: dict[int, tuple[tuple[Any, ...], bytes]] = {}
+        """Blocks of header tuples encoded before, by the tuple's identity (the tuple is kept,
+        so its id cannot be reused)."""
+
     def encode(self, headers: Iterable[Any], huffman: bool = True) -> bytes:
         if not huffman or isinstance(headers, dict):
             return super().encode(headers, huffman)
+        resized = self.header_table.resized
+        blocks = self._blocks
+        if headers.__class__ is tuple and not resized:
+            # A tuple cannot change: the same tuple (a client's request fields for a method)
+            # is the same block every time.
+            known = blocks.get(id(headers))
+            if known is not None and known[0] is headers:
+                return known[1]
         parts: list[bytes] = []
-        if self.header_table.resized:  # RFC 7541 §4.2: the update starts the next block
+        if resized:  # RFC 7541 §4.2: the update starts the next block
             parts.append(self._encode_table_size_change())
             self.header_table.resized = False
         cache = _encoded_fields
+        plain = True
         for field in headers:
             if field.__class__ is not tuple:  # a HeaderTuple may be marked never-indexed
                 parts.append(self._encode_marked(field))
+                plain = False
                 continue
             encoded = cache.get(field)
             if encoded is None:
@@ -72,7 +91,12 @@ class CachingEncoder(Encoder):
                     cache.clear()
                 cache[field] = encoded
             parts.append(encoded)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if headers.__class__ is tuple and plain and not resized:
+            if len(blocks) >= MAX_CACHED_BLOCKS:
+                blocks.clear()
+            blocks[id(headers)] = (headers, block)
+        return block
 
     def _encode_unindexed(self, field: tuple[bytes, bytes]) -> bytes:
         name, value = field

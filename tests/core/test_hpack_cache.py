@@ -121,6 +121,34 @@ def test_a_table_size_change_leads_the_next_block_once() -> None:
     assert decoder.header_table_size == 1024
 
 
+def test_a_tuple_of_fields_is_encoded_once_and_a_size_update_still_leads() -> None:
+    request = ((b":method", b"POST"), (b":path", b"/greet.Greeter/SayHello"), (b"te", b"trailers"))
+    encoder = CachingEncoder()
+    block = encoder.encode(request)
+    assert encoder.encode(request) is block  # the same tuple: the same block, not re-joined
+    assert encoder.encode(list(request)) == block and encoder.encode(list(request)) is not block
+    encoder.header_table_size = 1024
+    updated = encoder.encode(request)
+    assert updated[0] & 0xE0 == 0x20 and updated.endswith(block)  # §6.3 update first
+    assert encoder.encode(request) is block
+    assert Decoder().decode(block, raw=True) == list(request)
+
+
+def test_tuples_with_never_indexed_fields_are_not_kept() -> None:
+    marked = ((b":method", b"POST"), NeverIndexedHeaderTuple(b"authorization", b"s3cret"))
+    encoder = CachingEncoder()
+    first = encoder.encode(marked)
+    assert encoder.encode(marked) == first and encoder.encode(marked) is not first
+
+
+def test_the_tuple_block_cache_is_bounded() -> None:
+    encoder = CachingEncoder()
+    kept = [((b":path", f"/s/M{n}".encode()),) for n in range(hpack_cache.MAX_CACHED_BLOCKS * 3)]
+    for fields in kept:
+        encoder.encode(fields)
+    assert 0 < len(encoder._blocks) <= hpack_cache.MAX_CACHED_BLOCKS
+
+
 def test_the_field_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hpack_cache, "_encoded_fields", {})
     encoder = CachingEncoder()
