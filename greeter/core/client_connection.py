@@ -42,9 +42,6 @@ from greeter.core.stream_state import StreamState
 from greeter.wire import compression
 from greeter.wire.errors import GreeterError, MessageError, UnavailableError
 
-MAX_PLAIN_REQUESTS = 32
-"""Methods whose request fields a connection keeps ready (see `_plain_request`)."""
-
 # PROTOCOL-HTTP2.md "Errors": the status of a call whose stream the server reset.
 RESET_STATUS: dict[int, Status] = {
     ErrorCodes.REFUSED_STREAM: Status.UNAVAILABLE,
@@ -81,7 +78,6 @@ class ClientConnection(Connection):
         self.authority = authority
         self.scheme = scheme
         self.user_agent = user_agent
-        self._plain_requests: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
         self.goaway_last_stream_id: int | None = None
         """Set once the server sent GOAWAY: calls above it were never processed."""
 
@@ -124,7 +120,9 @@ class ClientConnection(Connection):
             raise ValueError(f"unsupported compression {compression_encoding!r}")
         block: Sequence[tuple[bytes, bytes]]
         if timeout is None and not previous_attempts and not metadata:
-            block = self._plain_request(path, compression_encoding)
+            block = headers.plain_request_headers(
+                path, self.authority, self.scheme, compression_encoding, self.user_agent
+            )
         else:
             block = headers.request_headers(
                 path,
@@ -148,26 +146,6 @@ class ClientConnection(Connection):
         stream.announced_encoding = compression_encoding
         self._streams[stream_id] = stream
         return stream_id
-
-    def _plain_request(self, path: str, encoding: str) -> tuple[tuple[bytes, bytes], ...]:
-        """The request fields of a call without timeout, metadata or retries: one tuple per
-        method (and encoding), whose HPACK block the encoder then keeps (hpack_cache)."""
-        key = (path, encoding)
-        fields = self._plain_requests.get(key)
-        if fields is None:
-            if len(self._plain_requests) >= MAX_PLAIN_REQUESTS:
-                self._plain_requests.clear()
-            fields = tuple(
-                headers.request_headers(
-                    path,
-                    self.authority,
-                    scheme=self.scheme,
-                    encoding=encoding,
-                    user_agent=self.user_agent,
-                )
-            )
-            self._plain_requests[key] = fields
-        return fields
 
     def send_message(self, stream_id: int, payload: bytes, *, compress: bool = False) -> None:
         """Queue one request message (compressed with the call's encoding when `compress`)."""

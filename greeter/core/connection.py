@@ -87,11 +87,11 @@ class Connection:
         self._dirty_bytes = 0
         """Bytes queued on the streams in `_dirty` (checked against the windows at once)."""
         self._credit: dict[int, int] = {}
+        """Flow-control bytes the application consumed, returned at `data_to_send`."""
         self._ended_credit = 0
         """Unconsumed bytes of streams that ended since the last `data_to_send`."""
         self._ended_stream = 0
         """One of those streams (h2 returns only connection credit for an ended stream)."""
-        """Flow-control bytes the application consumed, returned at `data_to_send`."""
         self._held_output = bytearray()
         self.closed = False
 

@@ -50,6 +50,16 @@ closed-stream handling (which stays h2's)."""
 class FrameReadingH2Connection(StreamCountingH2Connection):
     """h2's connection whose HEADERS and DATA on open streams are parsed by greeter."""
 
+    def __init__(self, config: h2.config.H2Configuration | None = None) -> None:
+        super().__init__(config)
+        settings = self.config
+        self._lean_headers = not (
+            settings.validate_inbound_headers
+            or settings.normalize_inbound_headers
+            or settings.header_encoding
+        )
+        """h2 hands a decoded block on unchanged (greeter's configuration: bytes, no checks)."""
+
     def receive_data(self, data: Any) -> list[Any]:
         buffer = self.incoming_buffer
         if buffer._preamble_len or buffer._headers_buffer:
@@ -73,11 +83,12 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
             handled = False
             if length <= self.max_inbound_frame_size:
                 try:
-                    payload = data[position + 9 : end]
                     if kind == _DATA and not flags & _PADDED:
+                        payload = data[position + 9 : end]
                         handled = self._fast_data(stream_id, payload, flags, events)
                     elif kind == _HEADERS and flags & _END_HEADERS and not flags & _UNUSUAL:
-                        handled = self._fast_headers(stream_id, payload, flags, events)
+                        block = data[position + 9 : end]
+                        handled = self._fast_headers(stream_id, block, flags, events)
                 except h2.exceptions.ProtocolError as exc:
                     # As h2's receive_data: GOAWAY with the error's code, then raise.
                     self._terminate_connection(exc.error_code)
@@ -91,16 +102,6 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         if position < size:
             events += super().receive_data(data[position:])  # h2 keeps the partial frame
         return events
-
-    def __init__(self, config: h2.config.H2Configuration | None = None) -> None:
-        super().__init__(config)
-        settings = self.config
-        self._lean_headers = not (
-            settings.validate_inbound_headers
-            or settings.normalize_inbound_headers
-            or settings.header_encoding
-        )
-        """h2 hands a decoded block on unchanged (greeter's configuration: bytes, no checks)."""
 
     def _fast_data(self, stream_id: int, payload: bytes, flags: int, events: list[Any]) -> bool:
         """h2's `_receive_data_frame` for an open stream; False to leave the frame to h2."""
@@ -134,7 +135,7 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         the frame to h2."""
         stream = self.streams.get(stream_id)
         if stream is None:
-            if not self._may_open_inbound(stream_id):
+            if not self.may_open_stream(stream_id, inbound=True):
                 return False
         elif stream.state_machine.state not in _RECEIVING:
             return False
@@ -165,12 +166,3 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         first.headers = headers
         events += received
         return True
-
-    def _may_open_inbound(self, stream_id: int) -> bool:
-        """A server may take `stream_id` as a new request stream without h2's checks raising:
-        odd, above every stream the client opened, under our stream limit."""
-        if self.config.client_side or not stream_id & 1:
-            return False
-        if stream_id <= self.highest_inbound_stream_id:
-            return False
-        return self.has_room_for_stream(self.local_settings.max_concurrent_streams, inbound=True)

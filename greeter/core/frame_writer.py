@@ -73,7 +73,7 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
     ) -> None:
         stream = self.streams.get(stream_id)
         if (
-            (stream is None and not self._may_open_outbound(stream_id))
+            (stream is None and not self.may_open_stream(stream_id, inbound=False))
             or headers.__class__ not in _SEQUENCES
             or priority_weight is not None
             or priority_depends_on is not None
@@ -122,16 +122,6 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
                 flags |= _END_HEADERS
             output += _frame_header(len(chunk), kind, flags, stream_id)
             output += chunk
-
-    def _may_open_outbound(self, stream_id: int) -> bool:
-        """A client may open `stream_id` as a new call without h2's checks raising: odd, above
-        every stream it opened, under the server's stream limit."""
-        if not self.config.client_side or not stream_id & 1:
-            return False
-        if stream_id <= self.highest_outbound_stream_id:
-            return False
-        limit = self.remote_settings.max_concurrent_streams
-        return self.has_room_for_stream(limit, inbound=False)
 
     def send_data(
         self,

@@ -20,6 +20,8 @@ from greeter.wire import compression, metadata
 from greeter.wire.errors import MalformedHeadersError, RejectedRequestError
 
 HeaderList = list[tuple[bytes, bytes]]
+HeaderFields = tuple[tuple[bytes, bytes], ...]
+"""An immutable header list (a cache key, or fields shared between calls)."""
 
 GRPC_CONTENT_TYPES = frozenset({"application/grpc", "application/grpc+proto"})
 REQUEST_PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path"})
@@ -114,10 +116,9 @@ MAX_CACHED_HEADS = 256
 """Distinct valid header lists of each kind (request heads, response heads, trailers)
 remembered process-wide before that cache starts over (lists that differ per call, such as
 those carrying grpc-timeout, would otherwise grow it)."""
-BlockKey = tuple[tuple[bytes, bytes], ...]
-_request_heads: dict[BlockKey, RequestHead] = {}
-_response_heads: dict[tuple[BlockKey, bool], ResponseHead] = {}
-_trailers: dict[BlockKey, CallStatus] = {}
+_request_heads: dict[HeaderFields, RequestHead] = {}
+_response_heads: dict[tuple[HeaderFields, bool], ResponseHead] = {}
+_trailers: dict[HeaderFields, CallStatus] = {}
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -306,26 +307,35 @@ def request_headers(
 
 
 @functools.lru_cache(maxsize=256)
-def _request_head(path: str, authority: str, scheme: str) -> HeaderList:
-    return [
+def plain_request_headers(
+    path: str, authority: str, scheme: str, encoding: str, user_agent: str | None
+) -> HeaderFields:
+    """`request_headers` of a call without timeout, retries or metadata, as one shared tuple:
+    the HPACK encoder keeps the block of a tuple it has encoded (greeter.core.hpack_cache)."""
+    return _request_head(path, authority, scheme) + _request_settings(encoding, user_agent)
+
+
+@functools.lru_cache(maxsize=256)
+def _request_head(path: str, authority: str, scheme: str) -> HeaderFields:
+    return (
         (b":method", b"POST"),
         (b":scheme", scheme.encode()),
         (b":path", path.encode()),
         (b":authority", authority.encode()),
         (b"te", b"trailers"),
         (b"content-type", b"application/grpc"),
-    ]
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _request_settings(encoding: str, user_agent: str | None) -> HeaderList:
+def _request_settings(encoding: str, user_agent: str | None) -> HeaderFields:
     fields: HeaderList = []
     if encoding != compression.IDENTITY:
         fields.append((b"grpc-encoding", encoding.encode()))
     fields.append((b"grpc-accept-encoding", compression.ACCEPT_ENCODING.encode()))
     if user_agent:
         fields.append((b"user-agent", user_agent.encode()))
-    return fields
+    return tuple(fields)
 
 
 class CallStatus:

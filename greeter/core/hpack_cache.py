@@ -17,8 +17,8 @@ block is about 100 bytes instead of about 20 once the table is warm), which buys
 the links gRPC mostly runs on. Fields marked never-indexed (hpack's NeverIndexedHeaderTuple)
 keep that representation (§6.2.3) and are not cached; a pending table size update (§4.2) still
 leads the block. A client sends the same fields for every call of a method, and passes them as
-one tuple (greeter.core.client_connection): an encoder keeps the block of each tuple it encoded
-(by identity, holding the tuple), so such a block is not even re-joined.
+one tuple (greeter.core.headers.plain_request_headers): an encoder keeps the block of each
+tuple it encoded (by identity, holding the tuple), so such a block is not even re-joined.
 
 **Decoding.** A block made only of indexed fields and literals without indexing (what greeter
 sends, and what C-core and grpc-go send once their table is warm) leaves the decoder's table as

@@ -4,10 +4,11 @@ h2 checks SETTINGS_MAX_CONCURRENT_STREAMS for each new stream by walking every s
 (`H2Connection._open_streams`), and that walk is also the only place h2 forgets closed streams.
 At 64 calls in flight that walk was a visible share of the client's time per call. The frame
 reader (new request streams on the server) and the frame writer (new call streams on the
-client) ask `has_room_for_stream` instead, which walks only when the answer is not obvious and
-often enough that closed streams never pile up; they open the stream with `begin_stream` (h2's
-`_begin_new_stream` without its three debug-log calls and the checks the callers already
-made), and the core hands each ended RPC's stream back with `forget_closed_stream`.
+client) ask `may_open_stream` instead, whose `has_room_for_stream` walks only when the answer
+is not obvious and often enough that closed streams never pile up; they open the stream with
+`begin_stream` (h2's `_begin_new_stream` without its three debug-log calls and the checks the
+callers already made), and the core hands each ended RPC's stream back with
+`forget_closed_stream`.
 
 h2 4.x seam: `_open_streams`, `_closed_streams` (an OrderedDict with a size limit), `streams`,
 `highest_inbound_stream_id`, `highest_outbound_stream_id`, `H2Stream`'s constructor and
@@ -32,6 +33,22 @@ SWEEP_SLACK = 16
 class StreamCountingH2Connection(h2.connection.H2Connection):
     """h2's connection with an amortised O(1) "may one more stream open?" check."""
 
+    _sweep_at = SWEEP_SLACK
+
+    def may_open_stream(self, stream_id: int, *, inbound: bool) -> bool:
+        """h2 would take `stream_id` as a new client-initiated stream (a server's request, or
+        a client's call) without its checks raising: odd, above every stream of that
+        direction, under that direction's stream limit."""
+        if self.config.client_side == inbound or not stream_id & 1:
+            return False  # RFC 9113 §5.1.1: client-initiated streams are odd
+        if inbound:
+            highest = self.highest_inbound_stream_id
+            limit = self.local_settings.max_concurrent_streams
+        else:
+            highest = self.highest_outbound_stream_id
+            limit = self.remote_settings.max_concurrent_streams
+        return stream_id > highest and self.has_room_for_stream(limit, inbound=inbound)
+
     def begin_stream(self, stream_id: int, *, outbound: bool) -> H2Stream:
         """Create the stream `stream_id` (checked: the right parity, above the highest one)."""
         stream = H2Stream(
@@ -47,8 +64,6 @@ class StreamCountingH2Connection(h2.connection.H2Connection):
         else:
             self.highest_inbound_stream_id = stream_id
         return stream
-
-    _sweep_at = SWEEP_SLACK
 
     def forget_closed_stream(self, stream_id: int) -> None:
         """Forget `stream_id` now if it is closed, as h2's walk would later (recording how it
