@@ -56,7 +56,7 @@ def iter_fields(data: bytes) -> Iterator[WireField]:
         number, wire_type, pos = _read_tag(data, pos, end)
         value: int | bytes
         if wire_type == VARINT:
-            value, pos = _read_varint(data, pos, end)
+            value, pos = read_varint(data, pos, end)
         elif wire_type == SGROUP:
             contents_end, after = _skip_group(data, pos, end, number, offset)
             value, pos = data[pos:contents_end], after
@@ -145,7 +145,7 @@ def _skip_group(data: bytes, pos: int, end: int, number: int, offset: int) -> tu
 
 def _read_tag(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """Return the field number, wire type and the offset after the tag starting at ``pos``."""
-    tag, after = _read_varint(data, pos, end)
+    tag, after = read_varint(data, pos, end)
     number = tag >> 3
     wire_type = tag & 7
     if not 1 <= number <= _MAX_FIELD_NUMBER:
@@ -163,9 +163,9 @@ def _value_span(
     For LEN the span is the payload, after its length varint.
     """
     if wire_type == VARINT:
-        return pos, _read_varint(data, pos, end)[1]
+        return pos, read_varint(data, pos, end)[1]
     if wire_type == LEN:
-        size, pos = _read_varint(data, pos, end)
+        size, pos = read_varint(data, pos, end)
     else:
         size = _FIXED_SIZE[wire_type]
     if pos + size > end:
@@ -173,7 +173,7 @@ def _value_span(
     return pos, pos + size
 
 
-def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """Return the varint at ``pos`` and the offset after it."""
     start = pos
     stop = min(end, pos + _MAX_VARINT_SIZE)
