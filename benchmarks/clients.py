@@ -9,7 +9,9 @@ on loopback. Needs the Debian packages nginx and libnginx-mod-http-lua, and h2lo
 (nghttp2-client); the script says what to install when one is missing. Each client runs in a
 subprocess of its own (this script with --client NAME) and drives, through the same betterproto2
 stub where it has one (greeter's Channel, grpclib's Channel) or grpc.aio's generic calls with the
-same messages:
+same messages, and once more grpc.aio with greet.proto's messages as protoc generates them
+("grpc.aio+protoc": google protobuf's C parser, grpc.aio at its fastest; generated at run time by
+grpcio-tools, a dev dependency):
 
 - unary SayHello calls/s with 1 call in flight on one channel;
 - unary SayHello calls/s with 64 calls in flight on one channel;
@@ -65,7 +67,7 @@ from gen.greet import GreeterStub, HelloReply, HelloRequest
 
 BEGIN = "<!-- client-benchmark:begin -->"
 END = "<!-- client-benchmark:end -->"
-CLIENTS = ("greeter", "grpclib", "grpc.aio")
+CLIENTS = ("greeter", "grpclib", "grpc.aio", "grpc.aio+protoc")
 FIGURES = (
     ("unary_1", "unary, 1 in flight (calls/s)"),
     ("unary_64", "unary, 64 in flight (calls/s)"),
@@ -87,8 +89,8 @@ SERVER_CPU_LIMIT = 0.5
 """... and its CPU share during every client figure at most this (of one core)."""
 CPU_PARTS = ("client", "server", "other")
 
-Call = Callable[[HelloRequest], Awaitable[HelloReply]]
-Stream = Callable[[HelloRequest], Any]
+Call = Callable[[Any], Awaitable[Any]]
+Stream = Callable[[Any], Any]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -105,7 +107,7 @@ def machine_busy_seconds() -> float:
 # --- the client side (one subprocess per client) -------------------------------------------------
 
 
-async def timed(seconds: float, concurrency: int, call: Call) -> float:
+async def timed(seconds: float, concurrency: int, call: Call, request_type: Any) -> float:
     """Calls/s of `concurrency` loops calling SayHello for `seconds`."""
     done = 0
     stop_at = time.perf_counter() + seconds
@@ -113,7 +115,7 @@ async def timed(seconds: float, concurrency: int, call: Call) -> float:
     async def loop() -> None:
         nonlocal done
         while time.perf_counter() < stop_at:
-            reply = await call(HelloRequest(name=NAME))
+            reply = await call(request_type(name=NAME))
             assert reply.message == f"Hello {NAME}", reply
             done += 1
 
@@ -122,14 +124,14 @@ async def timed(seconds: float, concurrency: int, call: Call) -> float:
     return done / (time.perf_counter() - started)
 
 
-async def streamed(seconds: float, stream: Stream) -> float:
+async def streamed(seconds: float, stream: Stream, request_type: Any) -> float:
     """LotsOfReplies messages/s received, one call after another for `seconds`."""
     received = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         count = 0
         last = None
-        async for last in stream(HelloRequest(name=NAME, count=REPLIES)):  # noqa: B007
+        async for last in stream(request_type(name=NAME, count=REPLIES)):  # noqa: B007
             count += 1
         assert count == REPLIES, count
         assert last is not None and last.message == f"Hello {NAME} #{REPLIES}", last
@@ -140,21 +142,24 @@ async def streamed(seconds: float, stream: Stream) -> float:
 async def measure_client(
     name: str, port: int, seconds: float, server_pid: int
 ) -> dict[str, dict[str, float]]:
-    if name == "grpc.aio":
+    if name.startswith("grpc.aio"):
         import grpc  # noqa: PLC0415 (each client imports only its stack)
 
+        request_type, reply_type = (
+            (HelloRequest, HelloReply) if name == "grpc.aio" else protoc_messages()
+        )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as aio:
             unary = aio.unary_unary(
                 "/greet.Greeter/SayHello",
-                request_serializer=bytes,
-                response_deserializer=HelloReply.FromString,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=reply_type.FromString,
             )
             server_stream = aio.unary_stream(
                 "/greet.Greeter/LotsOfReplies",
-                request_serializer=bytes,
-                response_deserializer=HelloReply.FromString,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=reply_type.FromString,
             )
-            return await figures(seconds, unary, server_stream, server_pid)
+            return await figures(seconds, unary, server_stream, server_pid, request_type)
     if name == "grpclib":
         from grpclib.client import Channel as GrpclibChannel  # noqa: PLC0415
 
@@ -165,13 +170,31 @@ async def measure_client(
         channel = Channel(f"127.0.0.1:{port}")
     stub = GreeterStub(channel)
     try:
-        return await figures(seconds, stub.say_hello, stub.lots_of_replies, server_pid)
+        return await figures(
+            seconds, stub.say_hello, stub.lots_of_replies, server_pid, HelloRequest
+        )
     finally:
         channel.close()
 
 
+def protoc_messages() -> tuple[Any, Any]:
+    """greet.proto's HelloRequest and HelloReply as protoc generates them (google protobuf)."""
+    from grpc_tools import protoc  # noqa: PLC0415 (only this client needs it)
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="greeter-protoc-") as out:
+        arguments = ["protoc", f"-I{root}", f"--python_out={out}", str(root / "greet.proto")]
+        if protoc.main(arguments) != 0:
+            raise RuntimeError("protoc could not generate greet_pb2")
+        sys.path.insert(0, out)
+        import greet_pb2  # type: ignore[import-not-found]  # noqa: PLC0415 (generated above)
+
+        sys.path.remove(out)
+    return greet_pb2.HelloRequest, greet_pb2.HelloReply
+
+
 async def figures(
-    seconds: float, unary: Call, stream: Stream, server_pid: int
+    seconds: float, unary: Call, stream: Stream, server_pid: int, request_type: Any
 ) -> dict[str, dict[str, float]]:
     """Each figure's rate, with the CPU shares (of one core) of this process and the server's."""
 
@@ -190,11 +213,11 @@ async def figures(
             "other_cpu": max(0.0, machine_cpu - client_cpu - server_cpu),
         }
 
-    await timed(min(seconds, 0.5), 4, unary)  # warm-up: connection, caches
+    await timed(min(seconds, 0.5), 4, unary, request_type)  # warm-up: connection, caches
     return {
-        "unary_1": await figure(timed(seconds, 1, unary)),
-        "unary_64": await figure(timed(seconds, IN_FLIGHT, unary)),
-        "stream": await figure(streamed(seconds, stream)),
+        "unary_1": await figure(timed(seconds, 1, unary, request_type)),
+        "unary_64": await figure(timed(seconds, IN_FLIGHT, unary, request_type)),
+        "stream": await figure(streamed(seconds, stream, request_type)),
     }
 
 
@@ -290,7 +313,7 @@ def report(
             else "—"
             for key, _ in FIGURES
         ]
-        for other in ("grpclib", "grpc.aio")
+        for other in CLIENTS[1:]
         if other in best
     ]
     lines += ["", *table(["ratio", *(heading for _, heading in FIGURES)], ratio_rows)]
