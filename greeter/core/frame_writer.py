@@ -32,6 +32,7 @@ from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 from h2.utilities import authority_from_headers, extract_method_header
 
+from greeter.core.connection_input import feed_connection
 from greeter.core.stream_count import StreamCountingH2Connection
 
 __all__ = ["FrameWritingH2Connection"]
@@ -91,7 +92,7 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
             return
         # h2's order (H2Connection.send_headers, H2Stream.send_headers): the state transitions
         # come before the encoding, which changes the HPACK context irreversibly.
-        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        feed_connection(self.state_machine, ConnectionInputs.SEND_HEADERS)
         new = stream is None
         if stream is None:
             stream = self.begin_stream(stream_id, outbound=True)
@@ -144,7 +145,7 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
             raise h2.exceptions.FrameTooLargeError(
                 f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
             )
-        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        feed_connection(self.state_machine, ConnectionInputs.SEND_DATA)
         machine = stream.state_machine
         machine.process_input(StreamInputs.SEND_DATA)
         if end_stream:
