@@ -33,7 +33,7 @@ from h2.connection import ConnectionInputs
 from h2.events import TrailersReceived
 from h2.stream import StreamInputs, StreamState
 
-from greeter.core.connection_input import feed_connection
+from greeter.core.state_inputs import feed
 from greeter.core.stream_count import StreamCountingH2Connection
 
 __all__ = ["FrameReadingH2Connection"]
@@ -109,7 +109,7 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         stream = self.streams.get(stream_id)
         if stream is None or stream.state_machine.state not in _RECEIVING:
             return False
-        events += feed_connection(self.state_machine, ConnectionInputs.RECV_DATA)
+        events += feed(self.state_machine, ConnectionInputs.RECV_DATA)
         length = len(payload)
         self._inbound_flow_control_window_manager.window_consumed(length)
         end_stream = bool(flags & _END_STREAM)
@@ -141,7 +141,7 @@ class FrameReadingH2Connection(StreamCountingH2Connection):
         elif stream.state_machine.state not in _RECEIVING:
             return False
         headers: Any = h2.connection._decode_headers(self.decoder, block)  # a list, from hpack
-        events += feed_connection(self.state_machine, ConnectionInputs.RECV_HEADERS)
+        events += feed(self.state_machine, ConnectionInputs.RECV_HEADERS)
         if stream is None:
             stream = self.begin_stream(stream_id, outbound=False)
         end_stream = bool(flags & _END_STREAM)

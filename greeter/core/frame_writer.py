@@ -32,7 +32,7 @@ from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 from h2.utilities import authority_from_headers, extract_method_header
 
-from greeter.core.connection_input import feed_connection
+from greeter.core.state_inputs import feed
 from greeter.core.stream_count import StreamCountingH2Connection
 
 __all__ = ["FrameWritingH2Connection"]
@@ -92,15 +92,15 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
             return
         # h2's order (H2Connection.send_headers, H2Stream.send_headers): the state transitions
         # come before the encoding, which changes the HPACK context irreversibly.
-        feed_connection(self.state_machine, ConnectionInputs.SEND_HEADERS)
+        feed(self.state_machine, ConnectionInputs.SEND_HEADERS)
         new = stream is None
         if stream is None:
             stream = self.begin_stream(stream_id, outbound=True)
         machine = stream.state_machine
-        machine.process_input(StreamInputs.SEND_HEADERS)
+        feed(machine, StreamInputs.SEND_HEADERS)
         block = self.encoder.encode(headers)
         if end_stream:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
+            feed(machine, StreamInputs.SEND_END_STREAM)
         elif machine.trailers_sent:
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
         if new:  # what h2's H2Stream.send_headers records of a request
@@ -145,11 +145,11 @@ class FrameWritingH2Connection(StreamCountingH2Connection):
             raise h2.exceptions.FrameTooLargeError(
                 f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
             )
-        feed_connection(self.state_machine, ConnectionInputs.SEND_DATA)
+        feed(self.state_machine, ConnectionInputs.SEND_DATA)
         machine = stream.state_machine
-        machine.process_input(StreamInputs.SEND_DATA)
+        feed(machine, StreamInputs.SEND_DATA)
         if end_stream:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
+            feed(machine, StreamInputs.SEND_END_STREAM)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         self._data_to_send += _frame_header(
