@@ -512,6 +512,20 @@ def test_one_read_holding_a_whole_continuation_flood_is_refused_before_h2_sees_i
     assert buffered_header_bytes(client) == 0
 
 
+def test_one_headers_frame_over_a_small_block_cap_is_refused() -> None:
+    # A block in one frame (END_HEADERS) is checked as a CONTINUATION chain is: the cap
+    # (max_header_block_size) may be below the frame size.
+    client = RawPair(CoreConfig(max_header_block_size=1000))
+    assert_fired(client.send(headers_frame(1, b"\x00" * 1001, end_headers=True)), "header_block")
+    assert buffered_header_bytes(client) == 0
+
+
+def test_one_headers_frame_at_a_small_block_cap_passes_the_scan() -> None:
+    client = RawPair(CoreConfig(max_header_block_size=1000))
+    events = client.send(headers_frame(1, b"\x00" * 1000, end_headers=True))
+    assert not any(isinstance(event, DefenceTriggered) for event in events)
+
+
 def test_hpack_bomb_is_cut_by_the_decoded_list_limit() -> None:
     # A 4,000-byte literal added to the dynamic table, then referenced 1,000 times: 5 KB on the
     # wire, 4 MB decoded. Measured: h2's decoder stops at max_header_list_size (DenialOfService).
