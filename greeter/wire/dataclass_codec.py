@@ -352,6 +352,8 @@ def decode(cls: type[Any], data: bytes) -> Any:
     plan = _plan(cls)
     if plan is None:
         return cls.FromString(data)
+    if data.__class__ is not bytes:
+        data = bytes(data)  # a memoryview's or bytearray's slices would not be bytes values
     readers = plan.readers
     message = cls()
     read_varint = protowire.read_varint

@@ -251,6 +251,13 @@ def test_classes_it_does_not_cover_go_to_betterproto2() -> None:
     assert codec.decode(WithMap, bytes(message)) == message
 
 
+def test_bytes_like_data_decodes_to_bytes_values() -> None:
+    data = bytes(Everything(text="a", data=b"b", texts=["c"]))
+    for bytes_like in (bytearray(data), memoryview(data)):
+        decoded = codec.decode(Everything, bytes_like)  # type: ignore[arg-type]
+        assert same(decoded, Everything.FromString(data))
+
+
 def test_the_greeter_messages() -> None:
     request = HelloRequest(name="Ada", count=3)
     assert codec.encode(request) == bytes(request) == b"\n\x03Ada\x10\x03"
