@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=checked(WORKER_COUNT),
         default=1,
         metavar="N",
-        help="serve from N processes sharing the port with SO_REUSEPORT (default 1; TCP only, "
-        "no --trace)",
+        help="serve from N processes; the parent accepts and deals connections in turn "
+        "(default 1; TCP only, no --trace)",
     )
     serve.add_argument(
         "--loop",
@@ -349,8 +349,8 @@ def _listening_on(args: argparse.Namespace, server: Server) -> str:
 async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> int:
     """Serve until SIGINT or SIGTERM, then shut down gracefully.
 
-    As one of --workers N (`worker`): listen with SO_REUSEPORT and hand the serving line to the
-    parent, which logs it (and the shutdown) once for all workers.
+    As one of --workers N (`worker`): serve the connections the parent accepts and hands over,
+    and hand it the serving line, which it logs (and the shutdown) once for all workers.
     """
     quiet = logging.INFO if worker is None else logging.DEBUG
     services = with_health([Greeter()])
@@ -372,7 +372,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             tap=tap,
             ssl=tls,
             uds=args.uds,
-            reuse_port=worker is not None,
+            listen=worker is None,  # a worker serves what its parent accepts
             interceptors=[
                 *([metrics] if metrics is not None else []),
                 *([AccessLog()] if args.access_log else []),
@@ -387,7 +387,7 @@ async def serve(args: argparse.Namespace, worker: WorkerLink | None = None) -> i
             if worker is None:
                 log.info("%s", line)
             else:
-                worker.ready(line)
+                worker.ready(line, server.adopt)
 
         await _serve_until_signalled(server, args.grace, ready, quiet)
     return 0
@@ -514,6 +514,7 @@ def run(argv: Sequence[str] | None = None, held: HeldSignals | None = None) -> i
                     host=host,
                     port=DEFAULT_PORT if args.port is None else args.port,
                     grace=args.grace,
+                    drain_delay=args.drain_delay,
                 )
         except OSError as exc:  # the metrics endpoint could not bind
             _log_error(str(exc))

@@ -27,7 +27,7 @@ from typing import Any
 
 from greeter.server.reads import ReadingProtocol
 
-__all__ = ["close_listener"]
+__all__ = ["close_listener", "take_backlog"]
 
 log = logging.getLogger("greeter.server")
 
@@ -42,7 +42,7 @@ async def close_listener(server: asyncio.Server, factory: Callable[[], ReadingPr
         for listener in listeners:
             loop.remove_reader(listener.fileno())
         await asyncio.sleep(0)  # accept tasks already started create their transports
-    queued = [conn for listener in listeners for conn in _take_backlog(listener)]
+    queued = [conn for listener in listeners for conn in take_backlog(listener)]
     # In the same step as the take: only a handshake the kernel completes in between (a few
     # microseconds) can still be reset.
     server.close()
@@ -55,7 +55,7 @@ async def close_listener(server: asyncio.Server, factory: Callable[[], ReadingPr
     await asyncio.sleep(0)  # connection_made of the transports created before the close
 
 
-def _take_backlog(listener: Any) -> list[socket.socket]:
+def take_backlog(listener: Any) -> list[socket.socket]:
     """Accept every connection waiting in `listener`'s backlog (asyncio's TransportSocket or a
     socket), without blocking."""
     taken: list[socket.socket] = []

@@ -73,6 +73,7 @@ class Server:
         ssl: SSLContext | None = None,
         uds: str | None = None,
         reuse_port: bool = False,
+        listen: bool = True,
         interceptors: Iterable[ServerInterceptor] = (),
         monitor: ServerMonitor | None = None,
     ) -> None:
@@ -90,6 +91,9 @@ class Server:
         """A Unix socket path to listen on instead of host and port."""
         self.reuse_port = reuse_port
         """SO_REUSEPORT: several processes listen on one port, the kernel spreads connections."""
+        self.listen = listen
+        """False: the server binds nothing and serves the connections handed to `adopt` (a
+        worker of `greeter serve --workers`, whose parent accepts on `port`)."""
         self.config = config or ServerConfig()
         self.interceptors: Sequence[ServerInterceptor] = tuple(interceptors)
         """Run around every RPC, in order (greeter.server.interceptors)."""
@@ -100,6 +104,8 @@ class Server:
         self.connections: set[ConnectionDriver] = set()
         self._connection_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._started = False
+        self._adopting: set[asyncio.Task[None]] = set()
         self._factory: Callable[[], ReadingProtocol] = functools.partial(ConnectionDriver, self)
         self._stopping = False
         self._closing = False
@@ -160,6 +166,9 @@ class Server:
             timeout = self.config.timeouts.handshake
             factory = functools.partial(TlsGate, self.ssl, factory, self, timeout)
         self._factory = factory
+        self._started = True
+        if not self.listen:
+            return
         if self.uds is not None:
             directory = os.path.dirname(os.path.abspath(self.uds))
             if not os.path.isdir(directory):
@@ -177,6 +186,8 @@ class Server:
         """The bound TCP port (useful after binding port 0); RuntimeError on a Unix socket."""
         if self.uds is not None:
             raise RuntimeError(f"server listens on the Unix socket {self.uds}, not a port")
+        if not self.listen:
+            return self.requested_port  # the parent's listening port
         if self._server is None or not self._server.sockets:
             raise RuntimeError("server is not started")
         port: int = self._server.sockets[0].getsockname()[1]
@@ -190,6 +201,26 @@ class Server:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve `sock`, a connection accepted elsewhere (the parent of `--workers`), as if this
+        server had accepted it; after a stop it gets its GOAWAY at once, like one taken from the
+        backlog (greeter.server.backlog)."""
+        if not (self._started or self._stopping):
+            sock.close()  # not serving (never started, or stopped): nothing to serve it with
+            return
+        task = asyncio.ensure_future(self._adopt(sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        try:
+            await loop.connect_accepted_socket(self._factory, sock)
+        except OSError as exc:  # the peer left meanwhile, or its TLS handshake failed
+            log.info("handed connection lost: %s", exc)
+            sock.close()
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: services report draining (health: NOT_SERVING) and the server keeps
         serving for `config.drain_delay` s; then it stops accepting (connections already queued
@@ -197,7 +228,7 @@ class Server:
         for `grace` s and cancels the rest."""
         _check_grace(grace)
         server = self._server
-        if server is None or self._stopping:
+        if not self._started or self._stopping:
             return
         self._stopping = True
         for service in self._drain_aware:
@@ -207,8 +238,10 @@ class Server:
             # NOT_SERVING and route new calls elsewhere (docs/serving.md, "Shutdown").
             await asyncio.sleep(self.config.drain_delay)
         self._server = None
+        self._started = False
         self._closing = True
-        await close_listener(server, self._factory)
+        if server is not None:
+            await close_listener(server, self._factory)
         grace = self.config.grace_period if grace is None else grace
         for connection in list(self.connections):
             connection.start_shutdown()
@@ -216,7 +249,8 @@ class Server:
             for connection in list(self.connections):
                 connection.abort()
             await self._all_closed(1.0)
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
         if self.uds is not None:
             with contextlib.suppress(OSError):  # the socket file is ours: leave no stale one
                 os.unlink(self.uds)
@@ -253,7 +287,7 @@ class Server:
         """
         _check_grace(grace)
         with SignalCatcher(signals) as caught:
-            if self._server is None:
+            if not self._started:
                 await self.start()
             if ready is not None:
                 ready()

@@ -3,18 +3,24 @@
 No protocol logic and no argparse here: greeter.cli hands in the worker command line and gets back
 an exit status.
 
---workers N: the parent binds nothing it serves on. With port 0 it only reserves a free port (a
-bound, never listening SO_REUSEPORT socket, closed once every worker listens). Each worker is
-`python -m greeter ARGS --port PORT --worker-fd FD --worker-index I`: the ordinary serve path
-with `Server(reuse_port=True)`, so the kernel spreads new connections across the workers.
+--workers N: the parent listens on the port and accepts; each worker is
+`python -m greeter ARGS --port PORT --worker-fd FD --worker-index I`, the ordinary serve path
+with `Server(listen=False)`, and the parent hands it every Nth accepted connection over their
+socketpair (SCM_RIGHTS): round-robin, as Node's cluster module does. The kernel's own spreading
+(SO_REUSEPORT, one listener per worker) hashes each connection's addresses, and gRPC clients
+hold few long-lived connections: with 4 connections and 2 workers one worker got 3 or all 4 of
+them in most runs, and served them at the speed of one process.
 
-Parent and worker share a socketpair. The worker sends one line, "ready SERVING-LINE" (once its
-signal handlers are installed) or "failed MESSAGE" (why it could not start, e.g. the port is
-taken); the parent logs the serving line once, when every worker is ready. On SIGINT/SIGTERM the
-parent sends SIGTERM to every worker (each does its graceful shutdown: GOAWAY, grace period) and
-kills those still running after the grace period plus STOP_MARGIN. The socketpair is also the
-worker's lifeline: EOF from the parent (it was killed) shuts the worker down as SIGTERM would.
-Workers run in their own process groups, so a terminal's Ctrl-C reaches the parent only.
+Parent and worker share that socketpair. The worker sends one line, "ready SERVING-LINE" (once
+its signal handlers are installed) or "failed MESSAGE" (why it could not start); the parent logs
+the serving line once, when every worker is ready, and only then starts accepting (connections
+wait in the backlog until then). On SIGINT/SIGTERM the parent sends SIGTERM to every worker
+(each does its graceful shutdown: drain delay, GOAWAY, grace period), goes on handing
+connections to them for the drain delay, then hands over what the backlog holds and closes the
+listener (greeter.server.backlog: a queued connection is served, not reset), and kills workers
+still running after the grace period plus STOP_MARGIN. The socketpair is also the worker's
+lifeline: EOF from the parent (it was killed) shuts the worker down as SIGTERM would. Workers
+run in their own process groups, so a terminal's Ctrl-C reaches the parent only.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from greeter.server.backlog import take_backlog
+from greeter.server.listeners import listen_errors_named
 from greeter.server.signals import STOP_SIGNALS, take_held
 from greeter.wire.ranges import Range, check_value
 
@@ -50,6 +58,10 @@ WORKER_COUNT = Range(1, 256, integer=True)
 """--workers: a process per core is the point; the cap turns a typo (--workers 99999, which
 would start that many interpreters) into a usage error."""
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_HANDED_AT_ONCE = 64
+"""Connections a worker takes from its link in one read (one marker byte each)."""
+_BACKLOG = 1024
+"""The parent's listen() backlog: connections wait there while the workers start."""
 
 
 # ------------------------------------------------------------------------------- event loop
@@ -88,27 +100,43 @@ class WorkerLink:
         self._sock = socket.socket(fileno=fd)
         self._sock.set_inheritable(False)
 
-    def ready(self, line: str) -> None:
-        """Report `line` (the serving line) to the parent after this turn of the running loop.
+    def ready(self, line: str, adopt: Callable[[socket.socket], None]) -> None:
+        """Report `line` (the serving line) to the parent after this turn of the running loop;
+        from then on each connection the parent hands over goes to `adopt`.
 
         Deferred so that the serve path installs its SIGTERM handler first: the parent may send
         SIGTERM as soon as it reads "ready". From then on the parent's EOF means SIGTERM.
         """
         loop = asyncio.get_running_loop()
-        loop.call_soon(self._announce, loop, line)
+        loop.call_soon(self._announce, loop, line, adopt)
 
     def failed(self, message: str) -> None:
         """Tell the parent why this worker could not serve (it logs the first such message)."""
         self._send("failed", message)
 
-    def _announce(self, loop: asyncio.AbstractEventLoop, line: str) -> None:
+    def _announce(
+        self, loop: asyncio.AbstractEventLoop, line: str, adopt: Callable[[socket.socket], None]
+    ) -> None:
         self._send("ready", line)
-        loop.add_reader(self._sock.fileno(), self._parent_gone, loop)
+        self._sock.setblocking(False)
+        loop.add_reader(self._sock.fileno(), self._receive, loop, adopt)
 
-    def _parent_gone(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_reader(self._sock.fileno())
-        log.debug("the parent process is gone: shutting down")
-        os.kill(os.getpid(), signal.SIGTERM)
+    def _receive(
+        self, loop: asyncio.AbstractEventLoop, adopt: Callable[[socket.socket], None]
+    ) -> None:
+        """Connections from the parent (a byte with a descriptor each), or its EOF."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self._sock, _HANDED_AT_ONCE, _HANDED_AT_ONCE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        for fd in fds:
+            adopt(socket.socket(fileno=fd))
+        if not data:
+            loop.remove_reader(self._sock.fileno())
+            log.debug("the parent process is gone: shutting down")
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _send(self, kind: str, text: str) -> None:
         with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
@@ -129,16 +157,39 @@ class _Worker:
     """False once the parent saw the worker's link close (it exited)."""
 
 
-@contextlib.contextmanager
-def _reserved_port(host: str) -> Iterator[socket.socket]:
-    """A bound, never listening SO_REUSEPORT socket on a free port of `host`."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        yield sock
+_LISTENER = "listener"
+"""The selector's mark on the parent's listening sockets (workers' links carry their _Worker)."""
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Non-blocking listening sockets on every address of `host`, as asyncio's create_server
+    binds them (SO_REUSEADDR; IPv6 only on an IPv6 socket), all on one port (0: a free one).
+    Errors are one-line OSErrors naming the host or the address."""
+    with listen_errors_named(host):
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, found_address in dict.fromkeys(found):
+            address = found_address
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(listeners) > 1:  # the free port the first address got
+                address = (address[0], listeners[0].getsockname()[1], *address[2:])
+            try:
+                sock.bind(address)
+            except OSError as exc:  # asyncio's wording, which a single server reports
+                text = f"error while attempting to bind on address {address!r}: "
+                raise OSError(exc.errno, text + str(exc.strerror).lower()) from None
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
 
 
 @contextlib.contextmanager
@@ -160,15 +211,29 @@ def _signals_to(wake: socket.socket) -> Iterator[None]:
 class Supervisor:
     """Starts `count` workers from `argv`, logs their serving line once, stops them on a signal."""
 
-    def __init__(self, argv: Sequence[str], *, count: int, host: str, port: int, grace: float):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        count: int,
+        host: str,
+        port: int,
+        grace: float,
+        drain_delay: float = 0.0,
+    ):
         self.argv = list(argv)
         self.count = count
         self.host = host
         self.port = port
         self.grace = grace
+        self.drain_delay = drain_delay
+        """Seconds the parent goes on accepting after a stop signal, as each worker serves on."""
         self.workers: list[_Worker] = []
         self.failure: str | None = None
         self._selector = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self._turn = 0
+        """Round-robin position: the worker the next accepted connection goes to."""
 
     def run(self) -> int:
         """Serve until SIGINT or SIGTERM; the exit status (0: every worker stopped cleanly)."""
@@ -180,14 +245,14 @@ class Supervisor:
             stack.enter_context(self._selector)
             stack.enter_context(_signals_to(wake_writer))
             self._selector.register(wake, selectors.EVENT_READ)
-            reservation = None
-            if self.port == 0:
-                reservation = stack.enter_context(_reserved_port(self.host))
-                self.port = reservation.getsockname()[1]
+            self._listeners = _listen(self.host, self.port)
+            for listener in self._listeners:
+                stack.enter_context(listener)
+            self.port = self._listeners[0].getsockname()[1]
             stack.callback(self._reap_all)
             for index in range(1, self.count + 1):
                 self._start(index)
-            return self._supervise(wake, reservation)
+            return self._supervise(wake)
 
     def _start(self, index: int) -> None:
         ours, theirs = socket.socketpair()
@@ -204,12 +269,13 @@ class Supervisor:
                 env={**os.environ, "PYTHONPATH": pythonpath},
                 process_group=0,  # a terminal's Ctrl-C is the parent's to handle
             )
+        ours.setblocking(False)  # a worker that stops reading must not stall the parent
         worker = _Worker(index, process, ours)
         self.workers.append(worker)
         self._selector.register(ours, selectors.EVENT_READ, worker)
         log.debug("worker %d: pid %d", index, process.pid)
 
-    def _supervise(self, wake: socket.socket, reservation: socket.socket | None) -> int:
+    def _supervise(self, wake: socket.socket) -> int:
         serving = False
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -222,6 +288,9 @@ class Supervisor:
                     with contextlib.suppress(BlockingIOError):
                         wake.recv(64)
                     return self._stop(quiet=not serving)
+                if key.data is _LISTENER:
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
+                    continue
                 self._read(key.data, serving)
             if self.failure is not None:
                 log.error("%s", self.failure)
@@ -233,9 +302,39 @@ class Supervisor:
                 return 1
             if not serving and all(worker.ready_line for worker in self.workers):
                 serving = True
-                if reservation is not None:
-                    reservation.close()  # every worker listens: the port stays taken
+                for listener in self._listeners:  # what waited in the backlog goes out now
+                    self._selector.register(listener, selectors.EVENT_READ, _LISTENER)
                 log.info("%s", self.workers[0].ready_line)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accept every waiting connection and hand each to a worker."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # reset by the peer while queued: nothing to serve
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: out of room for now
+                log.warning("cannot accept a connection: %s", exc)
+                time.sleep(0.1)  # as asyncio's accept loop, rather than spin on the listener
+                return
+            with conn:
+                self._hand(conn)
+
+    def _hand(self, conn: socket.socket) -> None:
+        """Pass `conn` to the next running worker (round-robin); the parent's copy is closed by
+        the caller."""
+        running = [worker for worker in self.workers if worker.running]
+        for _ in running:
+            worker = running[self._turn % len(running)]
+            self._turn += 1
+            try:
+                socket.send_fds(worker.link, [b"c"], [conn.fileno()])
+                return
+            except OSError:  # its link is full (the worker is stuck) or closed: the next one
+                continue
+        log.warning("no worker took a connection: closed")
 
     def _read(self, worker: _Worker, serving: bool) -> None:
         try:
@@ -292,6 +391,7 @@ class Supervisor:
         for worker in running:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.send_signal(signal.SIGTERM)
+        self._close_listeners(hand_over=not quiet)
         deadline = time.monotonic() + self.grace + STOP_MARGIN
         clean = True
         for worker in running:
@@ -314,6 +414,30 @@ class Supervisor:
             log.info("stopped")
         return 0 if clean else 1
 
+    def _close_listeners(self, *, hand_over: bool) -> None:
+        """Stop accepting: with `hand_over`, after the drain delay (the workers serve on for as
+        long, so new connections still reach them) and after handing over what the backlog
+        holds (it would be reset by the close)."""
+        if hand_over:
+            until = time.monotonic() + self.drain_delay
+            while (remaining := until - time.monotonic()) > 0:
+                for key, _ in self._selector.select(remaining):
+                    if key.data is _LISTENER:
+                        self._accept(key.fileobj)  # type: ignore[arg-type]
+                    elif isinstance(key.data, _Worker):
+                        self._read(key.data, serving=True)
+                    else:  # another stop signal: the workers already have theirs
+                        with contextlib.suppress(BlockingIOError):
+                            key.fileobj.recv(64)  # type: ignore[union-attr]
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(listener)
+            if hand_over:
+                for conn in take_backlog(listener):
+                    with conn:
+                        self._hand(conn)
+            listener.close()
+
     def _reap_all(self) -> None:
         """Last resort (an exception in the parent): no worker outlives it."""
         for worker in self.workers:
@@ -323,7 +447,18 @@ class Supervisor:
             worker.link.close()
 
 
-def run_workers(argv: Sequence[str], *, count: int, host: str, port: int, grace: float) -> int:
+def run_workers(
+    argv: Sequence[str],
+    *,
+    count: int,
+    host: str,
+    port: int,
+    grace: float,
+    drain_delay: float = 0.0,
+) -> int:
     """Serve with `count` worker processes, each `python -m greeter ARGV --port ...`."""
     check_value("workers", count, WORKER_COUNT)
-    return Supervisor(argv, count=count, host=host, port=port, grace=grace).run()
+    supervisor = Supervisor(
+        argv, count=count, host=host, port=port, grace=grace, drain_delay=drain_delay
+    )
+    return supervisor.run()

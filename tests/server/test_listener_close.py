@@ -10,6 +10,7 @@ not yet run its connection_made ("accepted": it would miss the GOAWAY and be lef
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -85,3 +86,64 @@ async def served_while_the_listener_closes(moment: str) -> None:
 def test_a_connection_taken_in_as_the_listener_closes_is_served(loop: str, moment: str) -> None:
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
         runner.run(served_while_the_listener_closes(moment))
+
+
+def shutdown_pinged(client: Attacker) -> Callable[[], bool]:
+    return lambda: any(p.opaque_data == SHUTDOWN_PING for p in client.frames_of(PingFrame))
+
+
+async def handed_request(listener: socket.socket, server: Server, name: str) -> Attacker:
+    """A client whose connection `listener` accepted and `server` adopted, its request sent."""
+    client = Attacker(listener.getsockname()[1], handshake=False)
+    stream_id, headers = client.request()
+    client.send(client_preface() + headers + data_frame(stream_id, hello_message(name), True))
+    conn, _ = await asyncio.get_running_loop().sock_accept(listener)
+    server.adopt(conn)
+    return client
+
+
+def served(client: Attacker, name: str) -> None:
+    (result,) = client.streams.values()
+    assert result.status == 0, client.summary()
+    assert [HelloReply.FromString(m).message for m in result.messages()] == [f"Hello {name}"]
+
+
+@pytest.mark.asyncio
+async def test_a_connection_handed_over_is_served_and_one_handed_during_the_stop_too() -> None:
+    # A worker of `serve --workers` (Server(listen=False)) serves what its parent accepted; one
+    # handed over while it stops is served, then gets its GOAWAY, as a queued one would.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        server = Server([Greeter()], port=listener.getsockname()[1], listen=False)
+        await server.start()
+        assert server.port == listener.getsockname()[1]
+        first = await handed_request(listener, server, "a")
+        late: Attacker | None = None
+        try:
+            await asyncio.to_thread(
+                first.wait_for, lambda: first.streams[1].finished, STEP, "the first reply"
+            )
+            stop = asyncio.ensure_future(server.stop(grace=GRACE))
+            # The first connection's shutdown PING: the stop is under way (it waits for the
+            # PING's ACK), and the server accepts no more by itself.
+            await asyncio.to_thread(first.wait_for, shutdown_pinged(first), STEP, "the PING")
+            late = await handed_request(listener, server, "b")
+            await asyncio.to_thread(late.wait_for, shutdown_pinged(late), STEP, "the late PING")
+            for client in (first, late):
+                client.send(ping_frame(SHUTDOWN_PING, ack=True))
+                await asyncio.to_thread(client.wait_eof, STEP)
+            await asyncio.wait_for(stop, STEP)
+        finally:
+            for client in (first, late):
+                if client is not None:
+                    client.close()
+    served(first, "a")
+    served(late, "b")
+
+
+def test_a_connection_handed_to_a_server_not_serving_is_closed() -> None:
+    server = Server([Greeter()], port=1, listen=False)
+    ours, theirs = socket.socketpair()
+    with ours:
+        server.adopt(theirs)  # never started
+        assert theirs.fileno() == -1

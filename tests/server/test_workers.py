@@ -120,7 +120,7 @@ def call(target: str, name: str) -> str:
     return str(reply.message)
 
 
-def test_two_workers_share_one_port_and_both_accept(two_workers: ServerProcess) -> None:
+def test_two_workers_are_dealt_the_connections_in_turn(two_workers: ServerProcess) -> None:
     serving = [line for line in two_workers.lines() if "serving" in line]
     assert len(serving) == 1, two_workers.lines()
     assert serving[0].endswith("(2 workers)"), serving
@@ -135,8 +135,9 @@ def test_two_workers_share_one_port_and_both_accept(two_workers: ServerProcess) 
             assert stub.say_hello(HelloRequest(name=f"n{i}"), timeout=10).message == f"Hello n{i}"
         port = int(two_workers.target.rpartition(":")[2])
         counts = established_by_worker(pids, port)
-    assert sum(counts.values()) == CALLS, counts
-    assert all(counts.values()), f"the kernel gave one worker every connection: {counts}"
+    # The parent deals connections round-robin: SO_REUSEPORT's hash gave one worker 3 or 4 of
+    # 4 connections in most runs.
+    assert sorted(counts.values()) == [CALLS // 2, CALLS // 2], counts
 
 
 def test_sigterm_stops_every_worker_gracefully(two_workers: ServerProcess) -> None:

@@ -94,9 +94,14 @@ async def test_a_graceful_stop_reports_not_serving_and_keeps_serving_for_the_dra
         assert loop.time() - began >= 1.0  # GOAWAY came only after the drain delay
 
 
-async def test_sigterm_to_serve_turns_health_and_serves_through_the_drain_delay() -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_to_serve_turns_health_and_serves_through_the_drain_delay(
+    workers: str,
+) -> None:
+    # With --workers 2 the parent goes on accepting (and handing over) through the delay too.
     delay = 2.0
-    with spawn_greeter_server("--drain-delay", str(delay), "--grace", "1") as server:
+    extra = ("--drain-delay", str(delay), "--grace", "1", "--workers", workers)
+    with spawn_greeter_server(*extra) as server:
         async with Channel(server.target) as ch:
             health, greeter = HealthStub(ch), GreeterStub(ch)
             async with health.Watch.open() as watch:
