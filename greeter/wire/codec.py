@@ -8,7 +8,8 @@ betterproto2 class parses, the bytes must be well-formed protobuf (protowire.che
 and every field the schema knows must arrive with a wire type its type allows.
 
 betterproto2 classes are then encoded and decoded by greeter.wire.dataclass_codec (the bytes and
-messages betterproto2 makes, several times faster: benchmarks/codec.py); other classes by their own methods.
+messages betterproto2 makes, several times faster: benchmarks/codec.py); other classes by their
+own methods.
 """
 
 from __future__ import annotations

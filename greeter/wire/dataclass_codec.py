@@ -5,8 +5,8 @@ betterproto2 0.10 encodes every field through generic helpers and enters
 through a generator of `ParsedField` dataclasses reading a `BytesIO` one byte at a time. In a
 busy client that was over a quarter of a unary call's CPU (benchmarks/client_cpu.py with the
 codec replaced by constants); benchmarks/codec.py times both codecs. This module compiles, once
-per message class, a plan from the same field metadata betterproto2 reads (`_betterproto.meta_by_field_name`)
-and then encodes and decodes without the generic steps:
+per message class, a plan from the same field metadata betterproto2 reads
+(`_betterproto.meta_by_field_name`) and then encodes and decodes without the generic steps:
 
 - encoding writes the fields in betterproto2's order (the dataclass's), skips a field equal to
   its default (computed once per class) or None, and appends the unknown fields, as
