@@ -55,10 +55,10 @@ from greeter.server.tls import client_context, server_context
 from greeter.server.workers import (
     LOOP_CHOICES,
     WORKER_COUNT,
+    Supervisor,
     WorkerLink,
     loop_factory,
     loop_name,
-    run_workers,
     uvloop_installed,
 )
 from greeter.services.greeter import Greeter, GreeterStub, HelloRequest
@@ -508,14 +508,14 @@ def run(argv: Sequence[str] | None = None, held: HeldSignals | None = None) -> i
         host = DEFAULT_HOST if args.host is None else args.host
         try:
             with workers_metrics(args, host):
-                return run_workers(
+                return Supervisor(
                     sys.argv[1:] if argv is None else argv,
                     count=args.workers,
                     host=host,
                     port=DEFAULT_PORT if args.port is None else args.port,
                     grace=args.grace,
                     drain_delay=args.drain_delay,
-                )
+                ).run()
         except OSError as exc:  # the metrics endpoint could not bind
             _log_error(str(exc))
             return 1

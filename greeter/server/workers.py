@@ -209,7 +209,8 @@ def _signals_to(wake: socket.socket) -> Iterator[None]:
 
 
 class Supervisor:
-    """Starts `count` workers from `argv`, logs their serving line once, stops them on a signal."""
+    """Starts `count` workers, each `python -m greeter ARGV --port ...`, logs their serving line
+    once, stops them on a signal: `Supervisor(argv, count=N, ...).run()` is the exit status."""
 
     def __init__(
         self,
@@ -221,6 +222,7 @@ class Supervisor:
         grace: float,
         drain_delay: float = 0.0,
     ):
+        check_value("workers", count, WORKER_COUNT)
         self.argv = list(argv)
         self.count = count
         self.host = host
@@ -284,14 +286,8 @@ class Supervisor:
             if not events and not serving:
                 self.failure = f"the workers did not start within {START_TIMEOUT:.0f} s"
             for key, _ in events:
-                if key.fileobj is wake:
-                    with contextlib.suppress(BlockingIOError):
-                        wake.recv(64)
+                if self._handle(key, serving):
                     return self._stop(quiet=not serving)
-                if key.data is _LISTENER:
-                    self._accept(key.fileobj)  # type: ignore[arg-type]
-                    continue
-                self._read(key.data, serving)
             if self.failure is not None:
                 log.error("%s", self.failure)
                 self._stop(quiet=True)
@@ -305,6 +301,19 @@ class Supervisor:
                 for listener in self._listeners:  # what waited in the backlog goes out now
                     self._selector.register(listener, selectors.EVENT_READ, _LISTENER)
                 log.info("%s", self.workers[0].ready_line)
+
+    def _handle(self, key: selectors.SelectorKey, serving: bool) -> bool:
+        """One ready selector key: connections to accept, a worker's lines or exit; True for a
+        stop signal (read off the wake socket)."""
+        if key.data is _LISTENER:
+            self._accept(key.fileobj)  # type: ignore[arg-type]
+        elif isinstance(key.data, _Worker):
+            self._read(key.data, serving)
+        else:
+            with contextlib.suppress(BlockingIOError):
+                key.fileobj.recv(64)  # type: ignore[union-attr]
+            return True
+        return False
 
     def _accept(self, listener: socket.socket) -> None:
         """Accept every waiting connection and hand each to a worker."""
@@ -422,13 +431,8 @@ class Supervisor:
             until = time.monotonic() + self.drain_delay
             while (remaining := until - time.monotonic()) > 0:
                 for key, _ in self._selector.select(remaining):
-                    if key.data is _LISTENER:
-                        self._accept(key.fileobj)  # type: ignore[arg-type]
-                    elif isinstance(key.data, _Worker):
-                        self._read(key.data, serving=True)
-                    else:  # another stop signal: the workers already have theirs
-                        with contextlib.suppress(BlockingIOError):
-                            key.fileobj.recv(64)  # type: ignore[union-attr]
+                    # Another stop signal changes nothing: the workers already have theirs.
+                    self._handle(key, serving=True)
         for listener in self._listeners:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(listener)
@@ -445,20 +449,3 @@ class Supervisor:
                 worker.process.kill()
                 worker.process.wait()
             worker.link.close()
-
-
-def run_workers(
-    argv: Sequence[str],
-    *,
-    count: int,
-    host: str,
-    port: int,
-    grace: float,
-    drain_delay: float = 0.0,
-) -> int:
-    """Serve with `count` worker processes, each `python -m greeter ARGV --port ...`."""
-    check_value("workers", count, WORKER_COUNT)
-    supervisor = Supervisor(
-        argv, count=count, host=host, port=port, grace=grace, drain_delay=drain_delay
-    )
-    return supervisor.run()

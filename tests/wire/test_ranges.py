@@ -25,7 +25,7 @@ from greeter.client.retry import (
 from greeter.core.config import CORE_RANGES, CoreConfig
 from greeter.server.config import SERVER_RANGES, TIMEOUT_RANGES, ServerConfig, Timeouts
 from greeter.server.listeners import Server
-from greeter.server.workers import WORKER_COUNT, run_workers
+from greeter.server.workers import WORKER_COUNT, Supervisor
 from greeter.services.greeter import Greeter, GreeterStub, HelloReply, HelloRequest
 from greeter.tools.proxy import Proxy
 from greeter.wire.errors import GreeterError, SettingError
@@ -162,7 +162,7 @@ ARGUMENTS: list[tuple[str, Callable[[Any], object], Range, list[object]]] = [
     ("timeout", lambda v: _run(Channel("127.0.0.1:1").connect(v)), CALL_TIMEOUT, [math.nan]),
     (
         "workers",
-        lambda v: run_workers([], count=v, host="127.0.0.1", port=0, grace=1),
+        lambda v: Supervisor([], count=v, host="127.0.0.1", port=0, grace=1),
         WORKER_COUNT,
         [0, 257, 2.0],
     ),
