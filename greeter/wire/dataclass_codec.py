@@ -54,6 +54,12 @@ _SIGNED_TYPES = {
 }
 _UNSIGNED_TYPES = {betterproto2.TYPE_UINT32: 32, betterproto2.TYPE_UINT64: 64}
 _PACKED_TYPES = frozenset(betterproto2.PACKED_TYPES)
+_WIRE_TYPES_OF_SCALARS = (
+    (betterproto2.WIRE_VARINT_TYPES, protowire.VARINT),
+    (betterproto2.WIRE_FIXED_32_TYPES, protowire.I32),
+    (betterproto2.WIRE_FIXED_64_TYPES, protowire.I64),
+    (betterproto2.WIRE_LEN_DELIM_TYPES, protowire.LEN),
+)
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
@@ -95,10 +101,10 @@ def _metas(cls: type[Any]) -> dict[str, Any] | None:
 
 
 def _wire_type(proto_type: str) -> int:
-    if proto_type in _VARINT_TYPES:
-        return protowire.VARINT
-    if proto_type in _FIXED_FORMATS:
-        return protowire.I64 if struct.calcsize(_FIXED_FORMATS[proto_type]) == 8 else protowire.I32
+    """The wire type of one value of `proto_type` (a map or message: LEN)."""
+    for proto_types, wire_type in _WIRE_TYPES_OF_SCALARS:
+        if proto_type in proto_types:
+            return wire_type
     return protowire.LEN
 
 
@@ -193,22 +199,14 @@ def encode(message: Any) -> bytes:
 
 # -- decoding --------------------------------------------------------------------------------------
 
-_WIRE_TYPES_OF_SCALARS = (
-    (betterproto2.WIRE_VARINT_TYPES, protowire.VARINT),
-    (betterproto2.WIRE_FIXED_32_TYPES, protowire.I32),
-    (betterproto2.WIRE_FIXED_64_TYPES, protowire.I64),
-    (betterproto2.WIRE_LEN_DELIM_TYPES, protowire.LEN),
-)
-
 
 def _allowed_wire_types(proto_type: str, repeated: bool) -> frozenset[int]:
-    for proto_types, wire_type in _WIRE_TYPES_OF_SCALARS:
-        if proto_type in proto_types:
-            # Repeated numeric fields may come packed (one LEN record) or not (protobuf
-            # encoding guide, "Packed Repeated Fields": parsers must accept both).
-            packable = repeated and proto_type in betterproto2.PACKED_TYPES
-            return frozenset({wire_type, protowire.LEN} if packable else {wire_type})
-    return frozenset({protowire.LEN})
+    # Repeated numeric fields may come packed (one LEN record) or not (protobuf encoding
+    # guide, "Packed Repeated Fields": parsers must accept both).
+    packable = repeated and proto_type in _PACKED_TYPES
+    return frozenset(
+        {_wire_type(proto_type), protowire.LEN} if packable else {_wire_type(proto_type)}
+    )
 
 
 _schemas: dict[type[Any], dict[int, frozenset[int]] | None] = {}
